@@ -1,0 +1,48 @@
+"""A process-parallel ``map`` for CPU-bound per-file work (decoding, resizing, encoding)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def available_cpus() -> int:
+    """CPU cores this process may use (respects affinity masks and container limits)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(workers: Any, n_items: int, where: str = "workers") -> int:
+    """``"auto"``/``None``/``0`` → one process per core; never more processes than items."""
+    if workers in (None, "auto", 0):
+        count = available_cpus()
+    elif isinstance(workers, int) and not isinstance(workers, bool) and workers > 0:
+        count = workers
+    else:
+        raise ValueError(f"{where}: {workers!r} must be 'auto' or a positive integer")
+    return max(1, min(count, n_items))
+
+
+def parallel_map(
+    func: Callable[[T], R], items: Iterable[T], workers: int, chunksize: int = 1
+) -> Iterator[R]:
+    """``map(func, items)`` over ``workers`` processes, results in input order.
+
+    With one worker it runs in this process (no pool start-up, easy to debug). The pool uses
+    ``fork`` where available: workers inherit the imported modules and start in milliseconds;
+    they only run numpy/PIL code, so forking a process that has imported torch is safe.
+    """
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        yield from map(func, items)
+        return
+    method = "fork" if "fork" in mp.get_all_start_methods() else None
+    with mp.get_context(method).Pool(processes=workers) as pool:
+        yield from pool.imap(func, items, chunksize=chunksize)

@@ -1,0 +1,39 @@
+"""Encoded samples (PNG image + label map per sample) as a Kedro dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset
+
+from efm_seg.data.samples import EncodedSample, SampleStore, open_store, write_store
+
+
+class SampleStoreDataset(AbstractDataset[Mapping[str, EncodedSample], SampleStore]):
+    """A folder of encoded samples, written atomically, read lazily.
+
+    ``save`` takes ``{sample_id: EncodedSample}`` and replaces the whole store in one step;
+    ``load`` returns a :class:`SampleStore` that reads samples one at a time (training never
+    holds the dataset in memory).
+    """
+
+    def __init__(
+        self, path: str, compress_level: int = 1, metadata: dict[str, Any] | None = None
+    ) -> None:
+        self._path = Path(path)
+        self._compress_level = compress_level
+        self.metadata = metadata
+
+    def load(self) -> SampleStore:
+        return open_store(self._path)
+
+    def save(self, data: Mapping[str, EncodedSample]) -> None:
+        write_store(self._path, data, compress_level=self._compress_level)
+
+    def _exists(self) -> bool:
+        return (self._path / "samples.json").is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path), "compress_level": self._compress_level}

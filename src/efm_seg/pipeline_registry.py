@@ -1,0 +1,21 @@
+"""The project's pipelines: one package each under ``pipelines/``, found automatically."""
+
+from kedro.framework.project import find_pipelines
+from kedro.pipeline import Pipeline
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """Register every pipeline package; ``__default__`` chains them all.
+
+    Kedro loads only the packages named by ``--pipelines`` (comma-separated, e.g.
+    ``--pipelines ingestion,preprocessing,split``), so composites are written on the command
+    line rather than registered here. The data dependencies (catalog entries) order the nodes.
+
+    Returns:
+        A mapping from pipeline name to ``Pipeline``.
+    """
+    pipelines = find_pipelines(raise_errors=True)
+    pipelines["__default__"] = sum(
+        (p for name, p in pipelines.items() if name != "__default__"), Pipeline([])
+    )
+    return pipelines

@@ -1,0 +1,1 @@
+"""Kedro pipelines, one package each; registered by find_pipelines."""

@@ -1,0 +1,18 @@
+"""Preprocessing pipeline: manifest + raw folder → encoded samples and their index."""
+
+from kedro.pipeline import Node, Pipeline
+
+from efm_seg.pipelines.preprocessing.nodes import encode_samples
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                func=encode_samples,
+                inputs=["raw_dataset", "manifest", "params:dataset", "params:preprocessing"],
+                outputs=["encoded_samples", "encoded_index"],
+                name="encode_samples",
+            )
+        ]
+    )

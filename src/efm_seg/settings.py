@@ -1,0 +1,16 @@
+"""Project settings (Kedro reads this module at start-up)."""
+
+import os
+
+from kedro.config import OmegaConfigLoader
+
+# Nothing phones home: the project's .telemetry file already withholds consent; this also
+# covers a session started from another working directory.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}
