@@ -13,7 +13,7 @@ from efm_seg.data.raw import RawFolder
 logger = logging.getLogger(__name__)
 
 
-class ImageFolderDataset(AbstractDataset[None, RawFolder]):
+class ImageFolderDataset(AbstractDataset[Any, RawFolder]):
     """A raw dataset folder (images and masks in any layout), read-only.
 
     Loading only checks that the folder exists and returns a :class:`RawFolder` handle; the
@@ -39,7 +39,7 @@ class ImageFolderDataset(AbstractDataset[None, RawFolder]):
             )
         return RawFolder(root=self._path.resolve())
 
-    def save(self, data: None) -> None:
+    def save(self, data: Any) -> None:
         raise DatasetError(f"{self._path} is raw input and is never written by the pipelines")
 
     def _exists(self) -> bool:

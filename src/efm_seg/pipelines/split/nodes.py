@@ -58,7 +58,8 @@ def split_samples(encoded_index: pd.DataFrame, split: dict[str, Any]) -> pd.Data
     """Assign every encoded sample to train, val or test.
 
     Whole groups are assigned greedily, rarest classes first: each group goes to the split
-    that is furthest below its share of the group's rarest class, then of samples overall.
+    that is furthest below its target share of the group's rarest class plus of samples
+    overall, both relative to that split's target.
     Every split with a positive fraction gets at least one group.
 
     Args:
@@ -106,10 +107,11 @@ def split_samples(encoded_index: pd.DataFrame, split: dict[str, Any]) -> pd.Data
     assignment = np.empty(n_groups, dtype=np.int64)
     for g in order:
         rarest = int(np.argmin(np.where(group_presence[g] > 0, total_presence, np.iinfo(np.int64).max)))
-        class_need = (target_presence[:, rarest] - assigned_presence[:, rarest]) / max(
-            total_presence[rarest], 1
-        )
-        size_need = (target_n - assigned_n) / len(encoded_index)
+        # Needs are relative to each split's own target, so a small split that has not yet
+        # seen a rare class is as needy as a large one: every split gets its share of it.
+        target_class = np.maximum(target_presence[:, rarest], 1e-9)
+        class_need = (target_class - assigned_presence[:, rarest]) / target_class
+        size_need = (target_n - assigned_n) / np.maximum(target_n, 1e-9)
         if group_presence[g].sum() == 0:
             class_need = np.zeros_like(class_need)
         score = np.where(allowed, class_need + size_need, -np.inf)

@@ -1,0 +1,72 @@
+"""Kedro datasets: the raw folder is read-only, the sample store is replaced atomically."""
+
+import numpy as np
+import pytest
+from kedro.io import DatasetError
+
+from efm_seg.data.samples import EncodedSample, open_store
+from efm_seg.datasets import ImageFolderDataset, SampleStoreDataset, SyntheticSceneFolderDataset
+
+
+def sample(value: int, size: int = 8) -> EncodedSample:
+    return EncodedSample(
+        image=np.full((size, size, 3), value, np.uint8), labels=np.full((size, size), value % 3, np.uint8)
+    )
+
+
+def test_sample_store_round_trip_is_lossless(tmp_path):
+    rng = np.random.default_rng(0)
+    data = {
+        f"id{i}": EncodedSample(
+            rng.integers(0, 256, (12, 10, 3), dtype=np.uint8),
+            rng.integers(0, 4, (12, 10), dtype=np.uint8),
+        )
+        for i in range(3)
+    }
+    dataset = SampleStoreDataset(path=str(tmp_path / "store"))
+    assert not dataset.exists()
+    dataset.save(data)
+    store = dataset.load()
+    assert store.ids == ("id0", "id1", "id2") and len(store) == 3 and "id1" in store
+    for key, expected in data.items():
+        got = store.read(key)
+        assert np.array_equal(got.image, expected.image)
+        assert np.array_equal(got.labels, expected.labels)
+
+
+def test_a_failed_save_leaves_the_previous_store_untouched(tmp_path):
+    dataset = SampleStoreDataset(path=str(tmp_path / "store"))
+    dataset.save({"old": sample(1)})
+    broken = {"new": sample(2), "bad": EncodedSample(np.zeros((4, 4, 7), np.uint8), np.zeros((4, 4), np.uint8))}
+    with pytest.raises(Exception):  # noqa: B017 - any failure inside PIL will do
+        dataset.save(broken)
+    assert dataset.load().ids == ("old",)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no staging left behind
+
+
+def test_a_partial_store_is_not_loaded(tmp_path):
+    (tmp_path / "store" / "images").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="run the preprocessing pipeline"):
+        open_store(tmp_path / "store")
+
+
+def test_image_folder_is_read_only_and_must_exist(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        ImageFolderDataset(path=str(tmp_path / "nope")).load()
+    folder = ImageFolderDataset(path=str(tmp_path))
+    assert folder.load().root == tmp_path.resolve()
+    with pytest.raises(DatasetError, match="never written"):
+        folder.save({"anything": 1})
+
+
+def test_synthetic_folder_is_generated_once_and_deterministically(tmp_path):
+    args = {"n_scenes": 3, "seed": 5, "min_size": 64, "max_size": 80}
+    first = SyntheticSceneFolderDataset(path=str(tmp_path / "a"), **args).load()
+    second = SyntheticSceneFolderDataset(path=str(tmp_path / "b"), **args).load()
+    files = first.list_files()
+    assert len(files) == 6 and files == second.list_files()
+    for name in files:
+        assert (first.root / name).read_bytes() == (second.root / name).read_bytes()
+    stamp = (first.root / files[0]).stat().st_mtime_ns
+    SyntheticSceneFolderDataset(path=str(tmp_path / "a"), **args).load()
+    assert (first.root / files[0]).stat().st_mtime_ns == stamp

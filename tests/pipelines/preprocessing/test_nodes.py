@@ -1,0 +1,105 @@
+"""Preprocessing: resize/tile geometry, label safety, parallel = sequential, bad parameters."""
+
+import numpy as np
+import pytest
+
+from efm_seg.data.raw import DatasetValidationError, RawFolder
+from efm_seg.pipelines.ingestion.nodes import build_manifest
+from efm_seg.pipelines.preprocessing.nodes import encode_samples, resize_pair, tile_origins
+from tests.conftest import DATASET_PARAMS, LAYOUT_PARAMS
+
+PARAMS = {"mode": "resize", "size": 32, "stride": None, "image_filter": "lanczos", "workers": 1}
+
+
+@pytest.fixture
+def manifest(raw_root):
+    return build_manifest(RawFolder(raw_root), DATASET_PARAMS, LAYOUT_PARAMS)
+
+
+def run(raw_root, manifest, **changes):
+    return encode_samples(RawFolder(raw_root), manifest, DATASET_PARAMS, {**PARAMS, **changes})
+
+
+def test_resize_gives_size_squared_samples_with_valid_labels(raw_root, manifest):
+    samples, index = run(raw_root, manifest)
+    assert list(samples) == list(manifest["sample_id"]) == list(index["sample_id"])
+    for sample in samples.values():
+        assert sample.image.shape == (32, 32, 3) and sample.image.dtype == np.uint8
+        assert sample.labels.shape == (32, 32) and sample.labels.dtype == np.uint8
+        assert set(np.unique(sample.labels)) <= {0, 1, 2}
+    counts = index[["px_land", "px_building", "px_water", "px_ignore"]].sum(axis=1)
+    assert (counts == 32 * 32).all()
+    assert (index["source_id"] == index["sample_id"]).all()
+
+
+def test_masks_use_nearest_neighbour_and_images_are_antialiased():
+    # A one-pixel checkerboard: an antialiasing filter averages it to grey, nearest would not.
+    checker = ((np.indices((64, 64)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    image = np.dstack([checker] * 3)
+    labels = np.where(np.indices((64, 64)).sum(axis=0) % 2 == 0, 0, 6).astype(np.uint8)
+    small_image, small_labels = resize_pair(image, labels, 16)
+    assert abs(float(small_image.mean()) - 127.5) < 10
+    assert small_image.std() < 20
+    assert set(np.unique(small_labels)) <= {0, 6}  # never an interpolated id such as 3
+
+
+def test_tile_origins_cover_the_whole_axis():
+    assert tile_origins(100, 32, 32) == [0, 32, 64, 68]
+    assert tile_origins(96, 32, 32) == [0, 32, 64]
+    assert tile_origins(32, 32, 8) == [0]
+    assert tile_origins(50, 32, 16) == [0, 16, 18]
+    with pytest.raises(ValueError, match="smaller than the tile size"):
+        tile_origins(20, 32, 32)
+
+
+def test_tile_mode_cuts_native_resolution_patches(raw_root, manifest):
+    samples, index = run(raw_root, manifest, mode="tile", size=20, stride=20)
+    first = manifest.iloc[0]  # 40 × 48 → 2 × 3 patches
+    patches = index[index["source_id"] == first["sample_id"]]
+    assert len(patches) == len(tile_origins(40, 20, 20)) * len(tile_origins(48, 20, 20)) == 6
+    assert set(patches["y"]) == {0, 20} and set(patches["x"]) == {0, 20, 28}
+    assert all(s.image.shape == (20, 20, 3) for s in samples.values())
+    assert index["sample_id"].is_unique
+    assert (index["group"] == index["source_id"]).all()
+
+
+def test_parallel_equals_sequential(raw_root, manifest):
+    one, index_one = run(raw_root, manifest, workers=1)
+    two, index_two = run(raw_root, manifest, workers=2)
+    assert index_one.equals(index_two)
+    for key in one:
+        assert np.array_equal(one[key].image, two[key].image)
+        assert np.array_equal(one[key].labels, two[key].labels)
+
+
+def test_image_smaller_than_the_tile_is_named(raw_root, manifest):
+    with pytest.raises(DatasetValidationError, match=r"smaller than the tile size.*'images/s0.jpg'"):
+        run(raw_root, manifest, mode="tile", size=45)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mode": "crop"}, "preprocessing.mode"),
+        ({"size": 0}, "preprocessing.size"),
+        ({"size": "512"}, "preprocessing.size"),
+        ({"stride": -1}, "preprocessing.stride"),
+        ({"image_filter": "nearest"}, "preprocessing.image_filter"),
+        ({"workers": -2}, "preprocessing.workers"),
+        ({"sise": 3}, "unknown key"),
+    ],
+)
+def test_invalid_parameters_are_named(raw_root, manifest, change, message):
+    with pytest.raises(ValueError, match=message):
+        run(raw_root, manifest, **change)
+
+
+def test_a_mask_changed_since_ingestion_is_caught(raw_root, manifest):
+    from PIL import Image
+
+    path = raw_root / "masks" / "s0.png"
+    rgb = np.asarray(Image.open(path)).copy()
+    rgb[0, 0] = (9, 9, 9)
+    Image.fromarray(rgb).save(path)
+    with pytest.raises(DatasetValidationError, match="'masks/s0.png'.*run the ingestion"):
+        run(raw_root, manifest)
