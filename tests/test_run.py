@@ -47,9 +47,12 @@ def test_each_data_pipeline_runs_alone_on_the_demo(kedro_project):
     assert not (kedro_project / "data/05_model_input/split.csv").exists()
     run(kedro_project, ["split"])
     manifest, _ = check_outputs(kedro_project, n_sources=10)
-    assert [c for c in manifest.columns if c.startswith("px_")][:2] == ["px_bare_land", "px_building"]
-    sample = open_store(kedro_project / "data/05_model_input/encoded").read("scene_000")
-    assert sample.image.shape == (64, 64, 3)
+    assert [c for c in manifest.columns if c.startswith("px_")][:2] == [
+        "px_bare_land",
+        "px_building",
+    ]
+    image, labels = open_store(kedro_project / "data/05_model_input/encoded").read("scene_000")
+    assert image.shape == (64, 64, 3) and labels.shape == (64, 64)
 
 
 def test_default_run_and_versioned_tables(kedro_project):
@@ -66,7 +69,7 @@ def test_bad_input_writes_nothing(kedro_project):
             f.unlink()
         version.rmdir()
     (kedro_project / "data/01_raw/demo/masks/scene_003_mask.png").unlink()
-    with pytest.raises(Exception, match="scene_003_sat.jpg"):
+    with pytest.raises(Exception, match=r"scene_003_sat\.jpg"):
         run(kedro_project, ["ingestion"])
     assert list((kedro_project / "data/02_intermediate/manifest.csv").iterdir()) == []
 

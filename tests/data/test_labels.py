@@ -9,7 +9,11 @@ PALETTE_PARAMS = {
     "classes": {"land": "#D2B48C", "building": [60, 16, 152], "water": "#1E50C8"},
     "ignore_colours": ["#9B9B9B"],
 }
-IDS_PARAMS = {"mode": "ids", "classes": {1: "background", 2: "building", 7: "farm"}, "ignore_ids": [0]}
+IDS_PARAMS = {
+    "mode": "ids",
+    "classes": {1: "background", 2: "building", 7: "farm"},
+    "ignore_ids": [0],
+}
 
 
 def test_parse_colour_accepts_hex_lists_and_grey():
@@ -58,9 +62,7 @@ def test_invalid_ids_parameters_are_named():
 
 def test_palette_encoding_maps_known_ignored_and_unknown_colours():
     scheme = LabelScheme.from_params(PALETTE_PARAMS)
-    rgb = np.array(
-        [[[210, 180, 140], [60, 16, 152]], [[155, 155, 155], [1, 2, 3]]], dtype=np.uint8
-    )
+    rgb = np.array([[[210, 180, 140], [60, 16, 152]], [[155, 155, 155], [1, 2, 3]]], dtype=np.uint8)
     labels = scheme.encode(scheme.mask_array(Image.fromarray(rgb)))
     assert labels.tolist() == [[0, 1], [255, scheme.unknown_value]]
     assert scheme.unknown_value not in (0, 1, 2, 255)

@@ -9,15 +9,15 @@ from efm_seg.datasets import ImageFolderDataset, SampleStoreDataset, SyntheticSc
 
 
 def sample(value: int, size: int = 8) -> EncodedSample:
-    return EncodedSample(
-        image=np.full((size, size, 3), value, np.uint8), labels=np.full((size, size), value % 3, np.uint8)
+    return EncodedSample.from_arrays(
+        np.full((size, size, 3), value, np.uint8), np.full((size, size), value % 3, np.uint8)
     )
 
 
 def test_sample_store_round_trip_is_lossless(tmp_path):
     rng = np.random.default_rng(0)
     data = {
-        f"id{i}": EncodedSample(
+        f"id{i}": EncodedSample.from_arrays(
             rng.integers(0, 256, (12, 10, 3), dtype=np.uint8),
             rng.integers(0, 4, (12, 10), dtype=np.uint8),
         )
@@ -29,19 +29,31 @@ def test_sample_store_round_trip_is_lossless(tmp_path):
     store = dataset.load()
     assert store.ids == ("id0", "id1", "id2") and len(store) == 3 and "id1" in store
     for key, expected in data.items():
-        got = store.read(key)
-        assert np.array_equal(got.image, expected.image)
-        assert np.array_equal(got.labels, expected.labels)
+        image, labels = store.read(key)
+        assert np.array_equal(image, expected.image)
+        assert np.array_equal(labels, expected.labels)
 
 
 def test_a_failed_save_leaves_the_previous_store_untouched(tmp_path):
     dataset = SampleStoreDataset(path=str(tmp_path / "store"))
     dataset.save({"old": sample(1)})
-    broken = {"new": sample(2), "bad": EncodedSample(np.zeros((4, 4, 7), np.uint8), np.zeros((4, 4), np.uint8))}
-    with pytest.raises(Exception):  # noqa: B017 - any failure inside PIL will do
-        dataset.save(broken)
+
+    class Exploding(dict):
+        def items(self):
+            yield "new", sample(2)
+            raise OSError("disk full")
+
+    with pytest.raises(DatasetError, match="disk full"):
+        dataset.save(Exploding())
     assert dataset.load().ids == ("old",)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no staging left behind
+
+
+def test_encoded_samples_validate_their_arrays():
+    with pytest.raises(ValueError, match="image must be"):
+        EncodedSample.from_arrays(np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="labels must be"):
+        EncodedSample.from_arrays(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5), np.uint8))
 
 
 def test_a_partial_store_is_not_loaded(tmp_path):

@@ -224,7 +224,9 @@ class LabelScheme:
         if mask.mode in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
             return np.asarray(mask).astype(np.int32, copy=False)
         rgb = np.asarray(mask.convert("RGB"))
-        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+        if not (
+            np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
+        ):
             raise ValueError(
                 f"is a colour ({mask.mode}) mask, but dataset.mode is 'ids' (integer masks); "
                 "use mode: palette with a colour table for colour-coded masks"
@@ -243,9 +245,7 @@ class LabelScheme:
                 [_pack(np.array(c, dtype=np.uint8)) for c in self.colours + self.ignore_colours],
                 dtype=np.int32,
             )
-            labels = list(range(self.num_classes)) + [self.ignore_index] * len(
-                self.ignore_colours
-            )
+            labels = list(range(self.num_classes)) + [self.ignore_index] * len(self.ignore_colours)
         else:
             keys = values
             table_keys = np.array(self.source_ids + self.ignore_ids, dtype=np.int32)

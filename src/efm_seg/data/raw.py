@@ -47,7 +47,9 @@ class PathTemplate:
     @classmethod
     def compile(cls, template: str, where: str) -> PathTemplate:
         if not isinstance(template, str) or not template.strip():
-            raise DatasetValidationError(f"{where}: give a path template such as 'images/{{id}}.jpg'")
+            raise DatasetValidationError(
+                f"{where}: give a path template such as 'images/{{id}}.jpg'"
+            )
         template = template.strip().lstrip("./")
         fields: list[str] = []
         pattern = ""
@@ -64,7 +66,9 @@ class PathTemplate:
             else:
                 name = token[1:-1]
                 if name in fields:
-                    raise DatasetValidationError(f"{where}: field {{{name}}} appears twice in {template!r}")
+                    raise DatasetValidationError(
+                        f"{where}: field {{{name}}} appears twice in {template!r}"
+                    )
                 fields.append(name)
                 pattern += rf"(?P<{name}>[^/]+?)"
             pos = match.end()
@@ -191,7 +195,9 @@ def pair_files(files: Iterable[str], layout: Layout) -> PairingResult:
         for sample_id, entries in sorted(images.items())
         if sample_id in masks and sample_id not in duplicates
     ]
-    return PairingResult(pairs=pairs, problems=problems, unmatched=[f for f in unmatched if f not in both])
+    return PairingResult(
+        pairs=pairs, problems=problems, unmatched=[f for f in unmatched if f not in both]
+    )
 
 
 def _listing(items: list[str], limit: int = 8) -> str:
@@ -206,7 +212,7 @@ class RawFolder:
     root: Path
 
     def list_files(self) -> list[str]:
-        """Every regular file below the root, as posix paths relative to it (hidden ones skipped)."""
+        """Every regular file below the root as a posix path relative to it; hidden ones skipped."""
         found: list[str] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -228,7 +234,9 @@ class RawFolder:
         except UnidentifiedImageError:
             raise ValueError("is not an image file PIL can read") from None
         except (OSError, SyntaxError) as exc:
-            raise ValueError(f"cannot be decoded ({exc}); the file is truncated or corrupt") from None
+            raise ValueError(
+                f"cannot be decoded ({exc}); the file is truncated or corrupt"
+            ) from None
         return image
 
 

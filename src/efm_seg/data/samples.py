@@ -11,12 +11,12 @@ so a person can open any sample with an image viewer, and training reads one sam
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +26,49 @@ from PIL import Image
 INDEX_FILE = "samples.json"
 
 
+def _png(array: np.ndarray, mode: str, compress_level: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
 @dataclass(frozen=True)
 class EncodedSample:
-    """One training sample: ``image`` (H, W, 3) uint8 and ``labels`` (H, W) uint8."""
+    """One training sample, held PNG-compressed: an RGB image and its uint8 label map.
 
-    image: np.ndarray
-    labels: np.ndarray
+    Compression happens where the sample is made (in the preprocessing worker processes), so
+    it runs in parallel, a sample takes a fraction of its raw size in memory, and writing the
+    store is a plain copy of bytes. ``image`` and ``labels`` decode on access.
+    """
+
+    image_png: bytes
+    labels_png: bytes
+
+    @classmethod
+    def from_arrays(
+        cls, image: np.ndarray, labels: np.ndarray, compress_level: int = 1
+    ) -> EncodedSample:
+        """Compress an (H, W, 3) uint8 image and an (H, W) uint8 label map."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        if labels.dtype != np.uint8 or labels.shape != image.shape[:2]:
+            raise ValueError(
+                f"labels must be {image.shape[:2]} uint8, got {labels.shape} {labels.dtype}"
+            )
+        return cls(
+            _png(np.ascontiguousarray(image), "RGB", compress_level),
+            _png(np.ascontiguousarray(labels), "L", compress_level),
+        )
+
+    @property
+    def image(self) -> np.ndarray:
+        with Image.open(io.BytesIO(self.image_png)) as image:
+            return np.asarray(image.convert("RGB"))
+
+    @property
+    def labels(self) -> np.ndarray:
+        with Image.open(io.BytesIO(self.labels_png)) as labels:
+            return np.asarray(labels)
 
 
 @dataclass(frozen=True)
@@ -47,12 +84,13 @@ class SampleStore:
     def mask_path(self, sample_id: str) -> Path:
         return self.root / "masks" / f"{sample_id}.png"
 
-    def read(self, sample_id: str) -> EncodedSample:
+    def read(self, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """The (H, W, 3) uint8 image and (H, W) uint8 labels of one sample."""
         with Image.open(self.image_path(sample_id)) as image:
             rgb = np.asarray(image.convert("RGB"))
         with Image.open(self.mask_path(sample_id)) as mask:
             labels = np.asarray(mask)
-        return EncodedSample(image=rgb, labels=labels)
+        return rgb, labels
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -74,37 +112,21 @@ def open_store(root: str | Path) -> SampleStore:
     return SampleStore(root=root, ids=ids)
 
 
-def write_store(
-    root: str | Path,
-    samples: Mapping[str, EncodedSample],
-    *,
-    compress_level: int = 1,
-    threads: int = 4,
-) -> SampleStore:
+def write_store(root: str | Path, samples: Mapping[str, EncodedSample]) -> SampleStore:
     """Write ``samples`` as a store at ``root``, replacing any previous store atomically.
 
     Everything is written into a hidden sibling folder that is renamed into place at the end,
-    so an interrupted write never leaves a store that a later run would load. PNG encoding runs
-    on a few threads (Pillow releases the GIL while compressing).
+    so an interrupted write never leaves a store that a later run would load.
     """
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
     (staging / "images").mkdir(parents=True)
     (staging / "masks").mkdir()
-
-    def write_one(item: tuple[str, EncodedSample]) -> None:
-        sample_id, sample = item
-        Image.fromarray(sample.image, mode="RGB").save(
-            staging / "images" / f"{sample_id}.png", compress_level=compress_level
-        )
-        Image.fromarray(sample.labels, mode="L").save(
-            staging / "masks" / f"{sample_id}.png", compress_level=compress_level
-        )
-
     try:
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            list(pool.map(write_one, samples.items()))
+        for sample_id, sample in samples.items():
+            (staging / "images" / f"{sample_id}.png").write_bytes(sample.image_png)
+            (staging / "masks" / f"{sample_id}.png").write_bytes(sample.labels_png)
         (staging / INDEX_FILE).write_text(json.dumps({"ids": list(samples)}, indent=0))
         _swap_into_place(staging, root)
     except BaseException:

@@ -19,21 +19,18 @@ class SampleStoreDataset(AbstractDataset[Mapping[str, EncodedSample], SampleStor
     holds the dataset in memory).
     """
 
-    def __init__(
-        self, path: str, compress_level: int = 1, metadata: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
         self._path = Path(path)
-        self._compress_level = compress_level
         self.metadata = metadata
 
     def load(self) -> SampleStore:
         return open_store(self._path)
 
     def save(self, data: Mapping[str, EncodedSample]) -> None:
-        write_store(self._path, data, compress_level=self._compress_level)
+        write_store(self._path, data)
 
     def _exists(self) -> bool:
         return (self._path / "samples.json").is_file()
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path), "compress_level": self._compress_level}
+        return {"path": str(self._path)}

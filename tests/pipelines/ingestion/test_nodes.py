@@ -41,9 +41,12 @@ def test_group_by_a_parent_folder(tmp_path):
     for tile in ("Tile 1", "Tile 2"):
         for i in range(2):
             write_pair(
-                tmp_path, f"part_{i}", seed=i,
-                image_template=f"{tile}/images/{{id}}.jpg", mask_template=f"{tile}/masks/{{id}}.png",
-            )  # fmt: skip
+                tmp_path,
+                f"part_{i}",
+                seed=i,
+                image_template=f"{tile}/images/{{id}}.jpg",
+                mask_template=f"{tile}/masks/{{id}}.png",
+            )
     manifest = manifest_of(
         tmp_path,
         ingestion={"images": "{tile}/images/{id}.jpg", "masks": "{tile}/masks/{id}.png",

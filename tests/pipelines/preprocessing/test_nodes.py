@@ -73,7 +73,9 @@ def test_parallel_equals_sequential(raw_root, manifest):
 
 
 def test_image_smaller_than_the_tile_is_named(raw_root, manifest):
-    with pytest.raises(DatasetValidationError, match=r"smaller than the tile size.*'images/s0.jpg'"):
+    with pytest.raises(
+        DatasetValidationError, match=r"smaller than the tile size.*'images/s0.jpg'"
+    ):
         run(raw_root, manifest, mode="tile", size=45)
 
 
@@ -101,5 +103,5 @@ def test_a_mask_changed_since_ingestion_is_caught(raw_root, manifest):
     rgb = np.asarray(Image.open(path)).copy()
     rgb[0, 0] = (9, 9, 9)
     Image.fromarray(rgb).save(path)
-    with pytest.raises(DatasetValidationError, match="'masks/s0.png'.*run the ingestion"):
+    with pytest.raises(DatasetValidationError, match=r"'masks/s0\.png'.*run the ingestion"):
         run(raw_root, manifest)

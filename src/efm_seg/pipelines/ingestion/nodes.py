@@ -66,12 +66,16 @@ def build_manifest(
             pairing.unmatched[:MAX_LISTED],
         )
 
-    workers = resolve_workers(ingestion.get("workers", "auto"), len(pairing.pairs), "ingestion.workers")
+    workers = resolve_workers(
+        ingestion.get("workers", "auto"), len(pairing.pairs), "ingestion.workers"
+    )
     inspections = list(
         parallel_map(partial(inspect_pair, raw, scheme=scheme), pairing.pairs, workers, chunksize=2)
     )
-    problems = pairing.problems + _file_problems(inspections) + _unknown_value_problems(
-        inspections, pairing.pairs, scheme
+    problems = (
+        pairing.problems
+        + _file_problems(inspections)
+        + _unknown_value_problems(inspections, pairing.pairs, scheme)
     )
     if problems:
         raise DatasetValidationError(

@@ -108,7 +108,16 @@ def _encode_one(
         )
     height, width = labels.shape
     if config.mode == "resize":
-        pieces = [(task.sample_id, 0, 0, height, width, *resize_pair(image, labels, config.size, config.image_filter))]
+        pieces = [
+            (
+                task.sample_id,
+                0,
+                0,
+                height,
+                width,
+                *resize_pair(image, labels, config.size, config.image_filter),
+            )
+        ]
     else:
         pieces = [
             (
@@ -135,9 +144,7 @@ def _encode_one(
             "source_width": w,
         }
         row.update({f"px_{k}": v for k, v in scheme.class_pixel_counts(patch_labels).items()})
-        results.append(
-            (row, EncodedSample(np.ascontiguousarray(patch), np.ascontiguousarray(patch_labels)))
-        )
+        results.append((row, EncodedSample.from_arrays(patch, patch_labels)))
     return results
 
 

@@ -28,9 +28,7 @@ def _validate(params: dict[str, Any]) -> tuple[dict[str, float], int, str]:
         raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
     fractions = params.get("fractions") or {}
     if set(fractions) != set(SPLITS):
-        raise ValueError(
-            f"{where}.fractions: give exactly {list(SPLITS)}, got {sorted(fractions)}"
-        )
+        raise ValueError(f"{where}.fractions: give exactly {list(SPLITS)}, got {sorted(fractions)}")
     for name, value in fractions.items():
         if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
             raise ValueError(f"{where}.fractions.{name}: {value!r} must be a number in [0, 1]")
@@ -101,12 +99,16 @@ def split_samples(encoded_index: pd.DataFrame, split: dict[str, Any]) -> pd.Data
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_groups)
-    rarity = np.where(group_presence > 0, total_presence[None, :], np.iinfo(np.int64).max).min(axis=1)
+    rarity = np.where(group_presence > 0, total_presence[None, :], np.iinfo(np.int64).max).min(
+        axis=1
+    )
     order = order[np.argsort(rarity[order], kind="stable")]
 
     assignment = np.empty(n_groups, dtype=np.int64)
     for g in order:
-        rarest = int(np.argmin(np.where(group_presence[g] > 0, total_presence, np.iinfo(np.int64).max)))
+        rarest = int(
+            np.argmin(np.where(group_presence[g] > 0, total_presence, np.iinfo(np.int64).max))
+        )
         # Needs are relative to each split's own target, so a small split that has not yet
         # seen a rare class is as needy as a large one: every split gets its share of it.
         target_class = np.maximum(target_presence[:, rarest], 1e-9)

@@ -1,0 +1,1 @@
+"""Data access: raw datasets, label encoding, samples and synthetic demo data."""
