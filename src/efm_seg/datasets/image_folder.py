@@ -81,8 +81,6 @@ class SyntheticSceneFolderDataset(ImageFolderDataset):
             logger.info(
                 "Generating the synthetic demo dataset at %s (%s)", self._path, self._generator_args
             )
-            if self._path.is_dir():
-                self._path.rmdir()  # empty: let the generator create it atomically
             write_demo_dataset(self._path, **self._generator_args)
         return super().load()
 
