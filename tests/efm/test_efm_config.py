@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-import efm_seg.efm as efm
+from efm_seg import efm
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "base" / "parameters_efm.yml"
 
