@@ -3,9 +3,14 @@
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
+# Pipelines made of other registered pipelines; the default run includes their parts once.
+COMPOSITES = {"training"}
+
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register every pipeline package; ``__default__`` chains them all.
+
+    ``training`` is the three training stages together (``baseline``, ``efm``, ``finetune``).
 
     Kedro loads only the packages named by ``--pipelines`` (comma-separated, e.g.
     ``--pipelines ingestion,preprocessing,split``), so composites are written on the command
@@ -16,6 +21,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     """
     pipelines = find_pipelines(raise_errors=True)
     pipelines["__default__"] = sum(
-        (p for name, p in pipelines.items() if name != "__default__"), Pipeline([])
+        (p for name, p in pipelines.items() if name not in COMPOSITES | {"__default__"}),
+        Pipeline([]),
     )
     return pipelines

@@ -1,6 +1,13 @@
-"""Kedro datasets for image folders: raw inputs, the embedded demo data and encoded samples."""
+"""Kedro datasets: raw image folders, the embedded demo data, encoded samples, checkpoints."""
 
+from efm_seg.datasets.checkpoint import NpzDataset, TorchCheckpointDataset
 from efm_seg.datasets.image_folder import ImageFolderDataset, SyntheticSceneFolderDataset
 from efm_seg.datasets.sample_store import SampleStoreDataset
 
-__all__ = ["ImageFolderDataset", "SampleStoreDataset", "SyntheticSceneFolderDataset"]
+__all__ = [
+    "ImageFolderDataset",
+    "NpzDataset",
+    "SampleStoreDataset",
+    "SyntheticSceneFolderDataset",
+    "TorchCheckpointDataset",
+]

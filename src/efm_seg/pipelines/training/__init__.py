@@ -1,0 +1,5 @@
+"""Training: one modular pipeline, reused under the namespaces baseline, efm and finetune."""
+
+from efm_seg.pipelines.training.pipeline import create_pipeline, create_stage_pipeline
+
+__all__ = ["create_pipeline", "create_stage_pipeline"]

@@ -1,0 +1,65 @@
+"""The training pipeline template. The three stages are this pipeline under a namespace:
+
+- ``baseline``: the paper's stage 1, no EFM;
+- ``efm``: stage 2, EFM-weighted loss (starts from the same seeded initialisation as the
+  baseline, or from the baseline's best checkpoint with ``init_from: previous``);
+- ``finetune``: stage 3, continues from the EFM stage's best checkpoint.
+
+Each stage reads its own ``params:<stage>.overrides`` and writes ``<stage>.best_checkpoint``,
+``<stage>.history`` and ``<stage>.efm_snapshots``; the data and the shared ``training``,
+``efm_method`` and ``dataset`` parameters are common to all.
+"""
+
+from kedro.pipeline import Node, Pipeline
+
+from efm_seg.pipelines.training.nodes import stage_trainer
+
+SHARED_INPUTS = {"encoded_samples", "split"}
+SHARED_PARAMETERS = {"params:dataset", "params:efm_method", "params:training"}
+
+
+def create_stage_pipeline(stage: str, init_from: str | None = None) -> Pipeline:
+    """The training pipeline of one stage.
+
+    Args:
+        stage: The namespace (``baseline``, ``efm`` or ``finetune``).
+        init_from: The catalog entry of the checkpoint this stage may start from (e.g.
+            ``baseline.best_checkpoint``), wired as its ``init_checkpoint`` input; whether it is
+            used is the stage's ``init_from`` parameter.
+    """
+    inputs = {
+        "samples": "encoded_samples",
+        "split": "split",
+        "dataset": "params:dataset",
+        "efm_method": "params:efm_method",
+        "training": "params:training",
+        "overrides": "params:overrides",
+    }
+    if init_from is not None:
+        inputs["init_checkpoint"] = "init_checkpoint"
+    template = Pipeline(
+        [
+            Node(
+                func=stage_trainer(stage),
+                inputs=inputs,
+                outputs=["best_checkpoint", "history", "efm_snapshots"],
+                name="train",
+            )
+        ]
+    )
+    return Pipeline(
+        template,
+        namespace=stage,
+        inputs={name: name for name in SHARED_INPUTS}
+        | ({"init_checkpoint": init_from} if init_from else {}),
+        parameters=SHARED_PARAMETERS,
+    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """``kedro run --pipelines training``: all three stages in order (same as their sum)."""
+    return (
+        create_stage_pipeline("baseline")
+        + create_stage_pipeline("efm", init_from="baseline.best_checkpoint")
+        + create_stage_pipeline("finetune", init_from="efm.best_checkpoint")
+    )

@@ -1,0 +1,1 @@
+"""Training: models, data, the trainer — plain PyTorch, no Kedro."""

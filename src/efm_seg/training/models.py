@@ -1,0 +1,521 @@
+"""Segmentation models (segmentation-models-pytorch), their encoder weights and checkpoints.
+
+A :class:`ModelSpec` names everything needed to rebuild a network: architecture, encoder,
+number of classes and input channels. Checkpoints (:func:`make_checkpoint`) hold that spec as a
+plain dict beside the weights, so :func:`model_from_checkpoint` rebuilds the model without any
+other configuration, and they hold nothing but tensors and plain Python values, so they load
+with ``torch.load(..., weights_only=True)`` (no arbitrary code runs when a checkpoint is read).
+
+Encoder weights (:func:`build_model`) are random, downloaded by smp (``imagenet`` and the other
+names smp knows for an encoder), or read from a local file, for machines without internet.
+A failed download is an error, never a silent fallback to random weights.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "efm-seg-checkpoint/1"
+"""The ``format`` key of the checkpoints written by :func:`make_checkpoint`."""
+
+RANDOM_WEIGHTS = frozenset({"none", "random", ""})
+"""``encoder_weights`` values (besides ``None``) that mean random initialisation."""
+
+WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+"""File endings that make an ``encoder_weights`` value a path rather than a weights name."""
+
+# Classifier heads of ImageNet models that smp encoders do not have (torchvision ``fc``, ...).
+_HEAD_PREFIXES = ("fc.", "_fc.", "classifier.", "last_linear.", "head.", "linear.")
+# Top-level modules of an smp segmentation model besides its encoder.
+_MODEL_PREFIXES = ("decoder.", "segmentation_head.", "classification_head.")
+_RESERVED_KEYS = frozenset({"format", "model_spec", "state_dict"})
+
+
+def architectures() -> dict[str, type[nn.Module]]:
+    """smp's architectures by their class names (``FPN``, ``PSPNet``, ``Unet``, ...)."""
+    return {cls.__name__: cls for cls in smp.MODEL_ARCHITECTURES_MAPPING.values()}
+
+
+# -- the spec -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build: an smp architecture, its encoder, the number of classes, input channels.
+
+    Validated on creation; ``arch`` is matched case-insensitively and stored under smp's class
+    name (``"fpn"`` becomes ``"FPN"``), so equal models have equal specs.
+    """
+
+    arch: str = "FPN"
+    encoder: str = "resnet34"
+    num_classes: int = 7
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        known = architectures()
+        if not isinstance(self.arch, str):
+            raise ValueError(f"model.arch must be a string, got {self.arch!r}")
+        canonical = {name.lower(): name for name in known}.get(self.arch.lower())
+        if canonical is None:
+            raise ValueError(
+                f"model.arch={self.arch!r} is not a segmentation-models-pytorch architecture; "
+                f"valid names: {', '.join(known)}"
+            )
+        object.__setattr__(self, "arch", canonical)
+
+        names = smp.encoders.get_encoder_names()
+        if not isinstance(self.encoder, str) or self.encoder not in names:
+            close = difflib.get_close_matches(str(self.encoder), names, n=5, cutoff=0.5)
+            hint = f"close matches: {', '.join(close)}" if close else f"e.g. {', '.join(names[:6])}"
+            raise ValueError(
+                f"model.encoder={self.encoder!r} is not an encoder of segmentation-models-pytorch "
+                f"({len(names)} known, see smp.encoders.get_encoder_names()); {hint}"
+            )
+        for name in ("num_classes", "in_channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"model.{name} must be an integer ≥ 1, got {value!r}")
+            object.__setattr__(self, name, int(value))
+
+    @property
+    def name(self) -> str:
+        """``arch-encoder``, e.g. ``FPN-resnet34``."""
+        return f"{self.arch}-{self.encoder}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain values (what checkpoints store)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> ModelSpec:
+        """The spec from :meth:`to_dict`'s output; unknown keys are errors unless ignored."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a model spec must be a mapping, got {type(data).__name__}")
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - allowed - set(ignore))
+        if unknown:
+            raise ValueError(
+                f"unknown model parameter(s) {', '.join(f'model.{k}' for k in unknown)}; "
+                f"valid: {', '.join(sorted(allowed))}"
+            )
+        return cls(**{k: v for k, v in data.items() if k in allowed})
+
+
+# -- building -------------------------------------------------------------------------------------
+def build_model(
+    spec: ModelSpec, encoder_weights: str | os.PathLike[str] | None = None
+) -> nn.Module:
+    """The smp model for ``spec``, in training mode.
+
+    Args:
+        spec: What to build.
+        encoder_weights: ``None``, ``"none"`` or ``"random"``: random initialisation.
+            A weights name smp knows for the encoder (``"imagenet"``, for resnets also ``"ssl"``
+            and ``"swsl"``): downloaded by smp from the Hugging Face hub (or taken from its
+            cache); a failed download raises :class:`RuntimeError` explaining the local-file
+            option. A path (ending in .pth/.pt/.bin/.safetensors/.ckpt, or an existing file):
+            an encoder state dict read with ``weights_only=True``; keys may carry an
+            ``encoder.`` prefix (a whole smp model's state dict also works: its encoder part is
+            used), and ImageNet classifier keys (torchvision's ``fc.*``) are dropped.
+
+    Raises:
+        ValueError: unknown weights name, a file whose weights do not fit the encoder, or an
+            architecture/encoder pair smp cannot build.
+        FileNotFoundError: a weights path that does not exist.
+        RuntimeError: pretrained weights could not be downloaded.
+    """
+    if encoder_weights is None or (
+        isinstance(encoder_weights, str) and encoder_weights.strip().lower() in RANDOM_WEIGHTS
+    ):
+        return _create(spec)
+    if isinstance(encoder_weights, os.PathLike):
+        return _with_local_weights(spec, Path(encoder_weights))
+    if not isinstance(encoder_weights, str):
+        raise ValueError(
+            "model.encoder_weights must be null, a weights name such as 'imagenet', or the path "
+            f"of a local weights file; got {encoder_weights!r}"
+        )
+    value = encoder_weights.strip()
+    known = _weights_names(spec.encoder)
+    if value in known:
+        _meta_model(spec)  # a pair smp cannot build is a ValueError, not a failed download
+        return _downloaded(spec, value)
+    if _looks_like_path(value):
+        return _with_local_weights(spec, Path(value).expanduser())
+    raise ValueError(
+        f"model.encoder_weights={value!r} is neither a weights name smp knows for "
+        f"{spec.encoder} ({', '.join(known) or 'none'}) nor an existing weights file "
+        f"({'/'.join(WEIGHT_FILE_SUFFIXES)}); use null for random initialisation"
+    )
+
+
+def _create(spec: ModelSpec, weights: str | None = None, in_channels: int | None = None):
+    args = {
+        "encoder_name": spec.encoder,
+        "encoder_weights": weights,
+        "in_channels": spec.in_channels if in_channels is None else in_channels,
+        "classes": spec.num_classes,
+    }
+    if weights is not None:
+        return smp.create_model(spec.arch, **args)  # errors handled by _downloaded
+    try:
+        return smp.create_model(spec.arch, **args)
+    except Exception as exc:
+        raise ValueError(
+            f"segmentation-models-pytorch cannot build {spec}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _weights_names(encoder: str) -> list[str]:
+    settings = smp.encoders.encoders.get(encoder, {}).get("pretrained_settings", {})
+    return list(settings)
+
+
+def _looks_like_path(value: str) -> bool:
+    return (
+        value.lower().endswith(WEIGHT_FILE_SUFFIXES)
+        or "/" in value
+        or os.sep in value
+        or Path(value).expanduser().exists()
+    )
+
+
+def _downloaded(spec: ModelSpec, weights: str) -> nn.Module:
+    logger.info(
+        "Building %s with %s encoder weights (downloaded by smp from the Hugging Face hub "
+        "unless cached; set HF_HUB_OFFLINE=1 to fail at once on a machine without internet)",
+        spec.name,
+        weights,
+    )
+    try:
+        return _create(spec, weights)
+    except Exception as exc:
+        raise RuntimeError(
+            f"the {weights!r} weights of encoder {spec.encoder} could not be downloaded "
+            f"({type(exc).__name__}: {exc}). On a machine without internet, download the "
+            "weights elsewhere and point the parameter model.encoder_weights at the local "
+            "file instead (e.g. `model.encoder_weights: /models/resnet34-imagenet.pth`; a "
+            "torchvision ImageNet checkpoint or an encoder state dict, .pth/.pt/.bin/"
+            ".safetensors), or use null for random initialisation"
+        ) from exc
+
+
+def _with_local_weights(spec: ModelSpec, path: Path) -> nn.Module:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model.encoder_weights: the weights file {path} does not exist"
+            + (f" (resolved: {path.resolve()})" if not path.is_absolute() else "")
+        )
+    state = _encoder_state(_read_weights(path), path)
+    model = _create(spec)
+    try:
+        _load_encoder(model.encoder, state, path)
+    except ValueError as direct:
+        if spec.in_channels == 3:
+            raise
+        # Like smp with downloaded weights: load RGB weights, then adapt the first convolution.
+        model = _create(spec, in_channels=3)
+        try:
+            _load_encoder(model.encoder, state, path)
+        except ValueError:
+            raise direct from None
+        model.encoder.set_in_channels(spec.in_channels, pretrained=True)
+    logger.info("Loaded the %s encoder weights from %s", spec.encoder, path)
+    return model
+
+
+def _read_weights(path: Path) -> Any:
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"model.encoder_weights: cannot read {path} as a weights file "
+            f"({type(exc).__name__}: {exc}); expected a state dict saved with torch.save "
+            "(loaded with weights_only=True) or a .safetensors file"
+        ) from exc
+
+
+def _is_state_dict(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and len(value) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    )
+
+
+def _encoder_state(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The encoder part of what a weights file holds, keys without an ``encoder.`` prefix."""
+    if not _is_state_dict(obj) and isinstance(obj, Mapping):
+        # A wrapped state dict: efm-seg / Lightning checkpoints, {"model": ...} files.
+        for key in ("state_dict", "model_state_dict", "model"):
+            if _is_state_dict(obj.get(key)):
+                obj = obj[key]
+                break
+    if not _is_state_dict(obj):
+        raise ValueError(
+            f"model.encoder_weights: {path} does not hold a state dict (a mapping of parameter "
+            f"names to tensors); it holds a {type(obj).__name__}"
+        )
+    keys = list(obj)
+    encoder_keys = [k for k in keys if k.startswith("encoder.")]
+    if encoder_keys and all(k.startswith(("encoder.", *_MODEL_PREFIXES)) for k in keys):
+        if len(encoder_keys) < len(keys):
+            logger.info("%s is a whole model's state dict; using its encoder part", path)
+        return {k.removeprefix("encoder."): obj[k] for k in encoder_keys}
+    return dict(obj)
+
+
+def _load_encoder(encoder: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    expected = set(encoder.state_dict())
+    state = dict(state)
+    for prefix in _HEAD_PREFIXES:
+        if not any(k.startswith(prefix) for k in expected):
+            for key in [k for k in state if k.startswith(prefix)]:
+                del state[key]
+    try:
+        # The encoders' own load_state_dict (strict) also maps some legacy key names.
+        encoder.load_state_dict(dict(state))
+    except RuntimeError as exc:
+        missing = sorted(k for k in expected - set(state) if not k.endswith("num_batches_tracked"))
+        unexpected = sorted(set(state) - expected)
+        details = []
+        if missing:
+            details.append(f"{len(missing)} missing key(s), e.g. {', '.join(missing[:4])}")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected key(s), e.g. {', '.join(unexpected[:4])}")
+        if not details:
+            details.append(str(exc).strip().splitlines()[-1].strip())
+        raise ValueError(
+            f"model.encoder_weights: the weights in {path} do not fit the "
+            f"{type(encoder).__name__} encoder: {'; '.join(details)}. Expected an encoder "
+            "state dict for this encoder (keys may carry an 'encoder.' prefix)"
+        ) from exc
+
+
+# -- input sizes ----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=32)
+def _meta_model(spec: ModelSpec) -> nn.Module:
+    """The model on the meta device: shapes only, no memory, built in milliseconds."""
+    with torch.device("meta"):
+        model = _create(spec)
+    return model.eval()
+
+
+def _accepts(model: nn.Module, in_channels: int, height: int, width: int) -> str | None:
+    """None when the model takes a ``height``×``width`` input, else the error text."""
+    x = torch.empty(1, in_channels, height, width, device="meta")
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if tuple(out.shape[-2:]) != (height, width):
+        return f"its output is {tuple(out.shape[-2:])}"
+    return None
+
+
+def check_input_size(
+    spec: ModelSpec, height: int, width: int, *, setting: str = "preprocessing.size"
+) -> None:
+    """Raise a ValueError explaining why the model cannot take ``height``×``width`` samples.
+
+    smp encoders downsample by their output stride (32 for resnets in most architectures; 8
+    for PSPNet and DeepLabV3, 16 for DeepLabV3Plus and PAN, whose encoders are shallower or
+    dilated), and smp refuses sides that are not multiples of it (Unet resizes and takes any
+    size). A few decoders also need a minimum size (PAN: 128). We check and explain rather
+    than pad: padding would change what the model sees at the borders and what the EFM maps
+    cover, and the preprocessing pipeline already resizes or tiles every sample to one size.
+
+    The stride comes from the model itself (``model.encoder.output_stride`` and smp's
+    ``requires_divisible_input_shape``), and the size is then tried on a copy of the model on
+    PyTorch's meta device (shapes only, no computation), which catches the other constraints.
+
+    Args:
+        spec: The model.
+        height: Sample height in pixels.
+        width: Sample width in pixels.
+        setting: The parameter to name in the advice.
+    """
+    for name, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"image {name} must be a positive integer, got {value!r}")
+    height, width = int(height), int(width)
+    model = _meta_model(spec)
+    stride = int(getattr(model.encoder, "output_stride", 32))
+    divisible = getattr(model, "requires_divisible_input_shape", True)
+    if divisible and (height % stride or width % stride):
+        side = max(height, width)
+        lower, upper = side // stride * stride, (side // stride + 1) * stride
+        examples = f"{lower} or {upper}" if lower else f"{upper}"
+        raise ValueError(
+            f"{spec.name} needs image sides divisible by {stride}, but samples are "
+            f"{height}×{width}; set {setting} to a multiple of {stride} (e.g. {examples})"
+        )
+    problem = _accepts(model, spec.in_channels, height, width)
+    if problem is None:
+        return
+    # Look for the smallest square side (a multiple of the stride) that works, a few dozen
+    # meta-device tries at most.
+    start = stride * max(1, max(height, width) // stride)
+    minimum = next(
+        (
+            side
+            for side in range(start, start + 64 * stride, stride)
+            if _accepts(model, spec.in_channels, side, side) is None
+        ),
+        None,
+    )
+    advice = (
+        f"set {setting} to at least {minimum}" if minimum else f"use another model or {setting}"
+    )
+    raise ValueError(
+        f"{spec.name} cannot take {height}×{width} samples ({problem}); {advice}"
+        + (f" (a multiple of {stride})" if minimum and divisible else "")
+    )
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside EMA/SWA averages, torch.compile and (Distributed)DataParallel."""
+    while True:
+        if isinstance(model, torch.optim.swa_utils.AveragedModel):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod  # torch.compile
+        elif isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def _snapshot(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU copy that later training steps cannot change."""
+    tensor = tensor.detach()
+    return tensor.clone() if tensor.device.type == "cpu" else tensor.cpu()
+
+
+def _plain(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, str | bool | int | float):
+        out = value
+    elif isinstance(value, torch.Tensor):
+        out = _snapshot(value)
+    elif isinstance(value, np.generic | np.ndarray):
+        if value.dtype.kind not in "biufcU":
+            raise TypeError(f"checkpoint metadata {where} is NumPy data of type {value.dtype}")
+        out = value.tolist()  # a NumPy scalar becomes a Python number
+    elif isinstance(value, os.PathLike):
+        out = os.fspath(value)
+    elif isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str | int):
+                raise TypeError(f"checkpoint metadata {where} has a {type(key).__name__} key")
+            out[key] = _plain(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        out = [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    else:
+        raise TypeError(
+            f"checkpoint metadata {where} is a {type(value).__name__}; checkpoints hold only "
+            "tensors and plain values (str, int, float, bool, None, lists and dicts of them) so "
+            "that they load with torch.load(weights_only=True)"
+        )
+    return out
+
+
+def make_checkpoint(model: nn.Module, spec: ModelSpec, **metadata: Any) -> dict[str, Any]:
+    """A checkpoint of ``model``: its spec, a CPU copy of its weights, and ``metadata``.
+
+    The result holds only tensors and plain Python values, so ``torch.save`` writes it and
+    ``torch.load(..., weights_only=True)`` reads it back. The weights are copies: training the
+    model further does not change a checkpoint already made. For an EMA/SWA
+    :class:`~torch.optim.swa_utils.AveragedModel` the averaged ``.module`` is saved.
+
+    Args:
+        model: The model (plain, averaged, compiled or data-parallel).
+        spec: What the model was built from (checked against the weights).
+        **metadata: Plain values to store with it, e.g. ``classes``, ``epoch``, ``metrics``,
+            ``stage``, ``ema``. NumPy scalars become Python numbers, arrays nested lists,
+            tuples lists, paths strings.
+
+    Raises:
+        ValueError: The weights do not fit ``spec``, or a metadata key is reserved.
+        TypeError: A metadata value is not a plain value.
+    """
+    reserved = sorted(_RESERVED_KEYS & set(metadata))
+    if reserved:
+        raise ValueError(f"checkpoint metadata cannot use the reserved key(s) {reserved}")
+    state = _unwrap(model).state_dict()
+    expected = _meta_model(spec).state_dict()
+    mismatched = sorted(set(state) ^ set(expected)) or [
+        k for k in state if tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    if mismatched:
+        raise ValueError(
+            f"the model's weights do not match {spec} (e.g. {', '.join(mismatched[:4])}); "
+            "pass the spec the model was built from"
+        )
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model_spec": spec.to_dict(),
+        "state_dict": {key: _snapshot(value) for key, value in state.items()},
+        **{key: _plain(value, key) for key, value in metadata.items()},
+    }
+
+
+def model_from_checkpoint(checkpoint: Mapping[str, Any]) -> nn.Module:
+    """The model saved in a :func:`make_checkpoint` checkpoint, on the CPU, in eval mode."""
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"a checkpoint is a mapping, got {type(checkpoint).__name__}")
+    found = checkpoint.get("format")
+    if found != CHECKPOINT_FORMAT:
+        what = (
+            f"its format is {found!r}"
+            if "format" in checkpoint
+            else f"it has no 'format' key (keys: {', '.join(map(str, list(checkpoint)[:8]))})"
+        )
+        raise ValueError(
+            f"not an efm-seg checkpoint ({CHECKPOINT_FORMAT!r}): {what}. Checkpoints come from "
+            "efm_seg.training.models.make_checkpoint"
+        )
+    for key in ("model_spec", "state_dict"):
+        if not isinstance(checkpoint.get(key), Mapping):
+            raise ValueError(f"the checkpoint's {key!r} is missing or not a mapping")
+    spec = ModelSpec.from_dict(checkpoint["model_spec"])
+    model = build_model(spec, None)
+    try:
+        model.load_state_dict(dict(checkpoint["state_dict"]))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ValueError(
+            f"the checkpoint's weights do not fit its model_spec {spec}: "
+            f"{' '.join(line.strip() for line in first[:3])}"
+        ) from exc
+    return model.eval()
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "ModelSpec",
+    "architectures",
+    "build_model",
+    "check_input_size",
+    "make_checkpoint",
+    "model_from_checkpoint",
+]

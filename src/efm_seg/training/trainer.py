@@ -1,0 +1,425 @@
+"""The training loop of one stage (paper §2.3), in plain PyTorch.
+
+Per epoch: (re)compute the EFM when the schedule says so, train one pass with AMP, gradient
+clipping and an EMA of the weights, validate (on the EMA weights where EMA is on), and keep the
+weights with the best validation IoU. All that changes while training lives in one
+:class:`TrainState`, so a later resume can save and restore it whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from efm_seg.data.samples import SampleStore
+from efm_seg.efm import EFMLoss, entropy_map, fingerprint_map
+from efm_seg.training.config import TrainConfig
+from efm_seg.training.data import EFMStore, SegmentationSamples, build_transforms, sample_shape
+from efm_seg.training.metrics import confusion_metric, scores
+from efm_seg.training.models import (
+    ModelSpec,
+    build_model,
+    check_input_size,
+    make_checkpoint,
+    model_from_checkpoint,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during a stage — the one place a resume would snapshot."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler | None
+    ema: AveragedModel | None
+    efm_store: EFMStore | None = None
+    efm_prior: torch.Tensor | None = None
+    epoch: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated and saved: the EMA where EMA is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+@dataclass
+class StageResult:
+    """What a stage produces: the best checkpoint, the per-epoch history and EFM snapshots."""
+
+    checkpoint: dict[str, Any]
+    history: list[dict[str, Any]]
+    snapshots: dict[str, np.ndarray]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a generator for the data loader's shuffling."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+class Trainer:
+    """Trains one stage.
+
+    Args:
+        config: The stage's validated configuration.
+        store: The encoded samples.
+        train_ids: Ids of the training samples.
+        val_ids: Ids of the validation samples (model selection, EFM prior, snapshots).
+        classes: Class names; their count is the model's number of outputs.
+        ignore_index: Label of pixels that are never scored.
+        init_checkpoint: A previous stage's checkpoint to start from (``init_from: previous``).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        store: SampleStore,
+        train_ids: Sequence[str],
+        val_ids: Sequence[str],
+        classes: Sequence[str],
+        ignore_index: int,
+        init_checkpoint: Mapping[str, Any] | None = None,
+    ) -> None:
+        if len(train_ids) == 0 or len(val_ids) == 0:
+            raise ValueError(
+                f"{config.stage}: the split has {len(train_ids)} training and {len(val_ids)} "
+                "validation samples; both need at least one (see parameters_split.yml)"
+            )
+        self.config = config
+        self.classes = list(classes)
+        self.ignore_index = ignore_index
+        self.device = config.resolve_device()
+        self.amp_dtype, use_scaler = config.resolve_precision(self.device)
+        generator = seed_everything(config.seed)
+
+        self.spec = ModelSpec(
+            arch=config.arch, encoder=config.encoder, num_classes=len(self.classes)
+        )
+        self.image_size = sample_shape(store, list(train_ids) + list(val_ids))
+        check_input_size(self.spec, *self.image_size)
+        # Built right after seeding: stages with the same seed start from the same weights.
+        model = build_model(self.spec, config.encoder_weights)
+        if init_checkpoint is not None:
+            self._load_init(model, init_checkpoint)
+        model.to(self.device)
+
+        loss = dict(config.loss)
+        self.criterion = EFMLoss(len(self.classes), ignore_index=ignore_index, **loss)
+        # Eq. 6, the baseline objective: the loss of stages without EFM, and the validation loss
+        # of every stage, so that the curves of the three stages can be compared.
+        baseline_keys = ("lambda_ce", "lambda_dice", "label_smoothing")
+        self.baseline_criterion = EFMLoss(
+            len(self.classes),
+            ignore_index=ignore_index,
+            gamma=0.0,
+            topk_ratio=1.0,
+            **{k: loss[k] for k in baseline_keys if k in loss},
+        )
+        if not config.efm.enabled:
+            self.criterion = self.baseline_criterion
+
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+            if config.scheduler == "cosine"
+            else None
+        )
+        ema = (
+            AveragedModel(
+                model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+            )
+            if config.ema_enabled
+            else None
+        )
+        efm_store = None
+        if config.efm.enabled and config.efm.source == "per_sample":
+            efm_store = EFMStore(len(train_ids), *self.image_size)
+        self.state = TrainState(
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=torch.amp.GradScaler(self.device.type) if use_scaler else None,
+            ema=ema,
+            efm_store=efm_store,
+        )
+
+        loader_args = {
+            "batch_size": config.batch_size,
+            "num_workers": config.num_workers,
+            "pin_memory": self.device.type == "cuda",
+            "persistent_workers": config.num_workers > 0,
+        }
+        train_set = SegmentationSamples(
+            store, train_ids, build_transforms(config.augment, seed=config.seed), efm_store
+        )
+        self.train_loader = DataLoader(
+            train_set,
+            shuffle=True,
+            generator=generator,
+            # A last batch of one sample would break batch norm; drop it when there are more.
+            drop_last=len(train_set) > config.batch_size,
+            **loader_args,
+        )
+        self.train_eval_loader = DataLoader(SegmentationSamples(store, train_ids), **loader_args)
+        self.val_loader = DataLoader(SegmentationSamples(store, val_ids), **loader_args)
+        self.snapshot_ids = sorted(val_ids)[: config.snapshot_count]
+        self.snapshot_loader = (
+            DataLoader(SegmentationSamples(store, self.snapshot_ids), batch_size=config.batch_size)
+            if self.snapshot_ids
+            else None
+        )
+
+    # -- set-up helpers ----------------------------------------------------------------------
+    def _load_init(self, model: nn.Module, checkpoint: Mapping[str, Any]) -> None:
+        previous = model_from_checkpoint(checkpoint)
+        got = ModelSpec.from_dict(checkpoint["model_spec"])
+        if got != self.spec:
+            raise ValueError(
+                f"{self.config.stage}: the checkpoint to start from is {got} but this stage "
+                f"builds {self.spec}; use the same model parameters in both stages"
+            )
+        if list(checkpoint.get("classes", self.classes)) != self.classes:
+            raise ValueError(
+                f"{self.config.stage}: the checkpoint to start from was trained on classes "
+                f"{checkpoint.get('classes')}, this dataset has {self.classes}"
+            )
+        model.load_state_dict(previous.state_dict())
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _forward(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            return model(images)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self) -> StageResult:
+        """Train for ``config.epochs`` epochs and return the best weights and the records."""
+        config, state = self.config, self.state
+        logger.info(
+            "%s: %s-%s, %d train / %d val samples of %d×%d, %d epochs, device %s, precision %s, "
+            "EMA %s, EFM %s",
+            config.stage, config.arch, config.encoder, len(self.train_loader.dataset),
+            len(self.val_loader.dataset), *self.image_size, config.epochs, self.device,
+            self.amp_dtype or "fp32", f"μ={config.ema_decay}" if state.ema else "off",
+            f"{config.efm.source} from epoch {config.efm.start_epoch} every {config.efm.every}"
+            if config.efm.enabled else "off",
+        )  # fmt: skip
+        for epoch in range(state.epoch + 1, config.epochs + 1):
+            started = time.perf_counter()
+            refreshed = config.efm.is_refresh_epoch(epoch)
+            if refreshed:
+                self._refresh_efm()
+                self._snapshot(epoch)
+            lr = state.optimizer.param_groups[0]["lr"]
+            train = self._train_epoch(epoch)
+            val = self._validate()
+            if state.scheduler is not None:
+                state.scheduler.step()
+            state.epoch = epoch
+            if val["iou"] > state.best_score:
+                state.best_score, state.best_epoch = val["iou"], epoch
+                state.best_state = {
+                    k: v.detach().to("cpu", copy=True)
+                    for k, v in state.eval_model.state_dict().items()
+                }
+            row = {
+                "epoch": epoch,
+                "lr": lr,
+                **{f"train_{k}": v for k, v in train.items()},
+                **{f"val_{k}": v for k, v in val.items()},
+                "efm_active": config.efm.active(epoch),
+                "efm_refreshed": refreshed and config.efm.enabled,
+                "seconds": time.perf_counter() - started,
+            }
+            state.history.append(row)
+            logger.info(
+                "%s epoch %d/%d: train loss %.4f IoU %.3f | val loss %.4f IoU %.3f F1 %.3f "
+                "acc %.3f | %.1fs%s",
+                config.stage, epoch, config.epochs, row["train_loss"], row["train_iou"],
+                row["val_loss"], row["val_iou"], row["val_f1"], row["val_accuracy"],
+                row["seconds"], " (EFM refreshed)" if row["efm_refreshed"] else "",
+            )  # fmt: skip
+        return self._result()
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        config, state = self.config, self.state
+        state.model.train()
+        confusion = confusion_metric(len(self.classes), self.ignore_index).to(self.device)
+        use_efm = config.efm.active(epoch)
+        total, batches = 0.0, 0
+        progress = tqdm(
+            self.train_loader,
+            desc=f"{config.stage} epoch {epoch}/{config.epochs}",
+            leave=False,
+            disable=not sys.stderr.isatty(),
+        )
+        for batch in progress:
+            images = batch["image"].to(self.device, non_blocking=True)
+            masks = batch["mask"].to(self.device, non_blocking=True)
+            logits = self._forward(state.model, images)
+            efm = self._batch_efm(batch, logits, masks) if use_efm else None
+            loss = self.criterion(logits, masks, efm)
+            self._step(loss)
+            total += float(loss.detach())
+            batches += 1
+            confusion.update(logits.detach().max(dim=1).indices, masks)
+            progress.set_postfix(loss=f"{total / batches:.4f}")
+        return {"loss": total / max(batches, 1), **scores(confusion.compute())}
+
+    def _batch_efm(
+        self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor, masks: torch.Tensor
+    ) -> torch.Tensor | None:
+        source = self.config.efm.source
+        if source == "per_sample":
+            return batch["efm"].to(self.device, non_blocking=True)
+        if source == "online":
+            probs = logits.detach().float().softmax(dim=1)
+            return fingerprint_map(
+                probs, masks, ignore_index=self.ignore_index, **self.config.efm_map
+            )
+        prior = self.state.efm_prior
+        return None if prior is None else prior.expand(masks.shape[0], -1, -1)
+
+    def _step(self, loss: torch.Tensor) -> None:
+        state, clip = self.state, self.config.grad_clip
+        state.optimizer.zero_grad(set_to_none=True)
+        if state.scaler is not None:
+            state.scaler.scale(loss).backward()
+            state.scaler.unscale_(state.optimizer)
+            if clip:
+                nn.utils.clip_grad_norm_(state.model.parameters(), clip)
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+        else:
+            loss.backward()
+            if clip:
+                nn.utils.clip_grad_norm_(state.model.parameters(), clip)
+            state.optimizer.step()
+        if state.ema is not None:
+            state.ema.update_parameters(state.model)
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        model = self.state.eval_model
+        model.eval()
+        confusion = confusion_metric(len(self.classes), self.ignore_index).to(self.device)
+        total, pixels = 0.0, 0
+        for batch in self.val_loader:
+            images = batch["image"].to(self.device, non_blocking=True)
+            masks = batch["mask"].to(self.device, non_blocking=True)
+            logits = self._forward(model, images)
+            # Weighted by batch size so that a smaller last batch counts for what it is.
+            total += float(self.baseline_criterion(logits, masks)) * masks.shape[0]
+            pixels += masks.shape[0]
+            confusion.update(logits.max(dim=1).indices, masks)
+        return {"loss": total / max(pixels, 1), **scores(confusion.compute())}
+
+    # -- EFM ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _fingerprints(self, loader: DataLoader, model: nn.Module):
+        """Yield ``(batch, probs, efm)`` for every batch of ``loader`` (no augmentation)."""
+        model.eval()
+        for batch in loader:
+            images = batch["image"].to(self.device, non_blocking=True)
+            masks = batch["mask"].to(self.device, non_blocking=True)
+            probs = self._forward(model, images).float().softmax(dim=1)
+            efm = fingerprint_map(
+                probs, masks, ignore_index=self.ignore_index, **self.config.efm_map
+            )
+            yield batch, probs, efm
+
+    def _refresh_efm(self) -> None:
+        """Recompute the EFM the loss uses, from the current training weights (§2.3 step 3)."""
+        config, state = self.config, self.state
+        if not config.efm.enabled or config.efm.source == "online":
+            return
+        if config.efm.source == "per_sample":
+            for batch, _, efm in self._fingerprints(self.train_eval_loader, state.model):
+                state.efm_store.update(batch["index"], efm)
+        else:  # validation_prior: the mean validation EFM, a spatial prior for every image
+            total, count = None, 0
+            for _, _, efm in self._fingerprints(self.val_loader, state.model):
+                total = efm.sum(dim=0) if total is None else total + efm.sum(dim=0)
+                count += efm.shape[0]
+            state.efm_prior = total / count
+        state.model.train()
+
+    def _snapshot(self, epoch: int) -> None:
+        """Keep the EFM and entropy of the fixed validation images for the report (Figs. 4-7)."""
+        if self.snapshot_loader is None:
+            return
+        efms, entropies = [], []
+        for _, probs, efm in self._fingerprints(self.snapshot_loader, self.state.model):
+            efms.append((efm * 255).round().to(torch.uint8).cpu())
+            entropies.append(entropy_map(probs).to(torch.float16).cpu())
+        self.state.snapshots.append(
+            {
+                "epoch": epoch,
+                "efm": torch.cat(efms).numpy(),
+                "entropy": torch.cat(entropies).numpy(),
+            }
+        )
+        self.state.model.train()
+
+    # -- outputs --------------------------------------------------------------------------------
+    def _result(self) -> StageResult:
+        state, config = self.state, self.config
+        best_model = copy.deepcopy(state.eval_model)
+        best_model.load_state_dict(state.best_state)
+        best = next(r for r in state.history if r["epoch"] == state.best_epoch)
+        checkpoint = make_checkpoint(
+            best_model,
+            self.spec,
+            stage=config.stage,
+            classes=self.classes,
+            ignore_index=self.ignore_index,
+            image_size=list(self.image_size),
+            epoch=state.best_epoch,
+            metrics={k: float(v) for k, v in best.items() if k.startswith("val_")},
+            ema=state.ema is not None,
+            config=asdict(config),
+        )
+        height, width = self.image_size
+        n = len(self.snapshot_ids)
+        snapshots = {
+            "epochs": np.array([s["epoch"] for s in state.snapshots], dtype=np.int64),
+            "ids": np.array(self.snapshot_ids, dtype=str),
+            "efm": np.stack([s["efm"] for s in state.snapshots])
+            if state.snapshots
+            else np.zeros((0, n, height, width), np.uint8),
+            "entropy": np.stack([s["entropy"] for s in state.snapshots])
+            if state.snapshots
+            else np.zeros((0, n, height, width), np.float16),
+        }
+        return StageResult(checkpoint=checkpoint, history=state.history, snapshots=snapshots)
