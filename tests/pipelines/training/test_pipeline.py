@@ -7,6 +7,7 @@ import pytest
 import torch
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from PIL import Image
 
 from efm_seg.pipelines.training import create_stage_pipeline
 from efm_seg.training.models import model_from_checkpoint
@@ -45,7 +46,7 @@ def test_stage_wiring():
 
 
 @pytest.mark.slow
-def test_data_then_three_stages(kedro_project):
+def test_data_three_stages_evaluation_and_report(kedro_project):
     (kedro_project / "conf/local/parameters_stages.yml").write_text(TINY_TRAINING)
     run(kedro_project, ["ingestion", "preprocessing", "split"])
     run(kedro_project, ["baseline", "efm", "finetune"], **{"training.batch_size": 4})
@@ -69,3 +70,22 @@ def test_data_then_three_stages(kedro_project):
         for p in (kedro_project / f"data/06_models/{stage}/best_checkpoint.pt").iterdir()
     }
     assert len(versions) == 1
+
+    # Evaluation and reporting on those checkpoints.
+    run(kedro_project, ["evaluation", "reporting"])
+    metrics = pd.read_csv(only_version(kedro_project / "data/08_reporting/evaluation_metrics.csv"))
+    assert sorted(zip(metrics["stage"], metrics["tta"], strict=True)) == [
+        (s, t) for s in ("baseline", "efm", "finetune") for t in (False, True)
+    ]
+    table = pd.read_csv(only_version(kedro_project / "data/08_reporting/stage_table.csv"))
+    assert table.iloc[:, 0].tolist() == ["Baseline", "+EFM", "+EFM fine-tuning"]
+    figures = only_version(kedro_project / "data/08_reporting/figures")
+    names = sorted(p.name for p in figures.iterdir())
+    assert "training_curves.png" in names and "qualitative.png" in names
+    assert "efm_efm_evolution.png" in names and "efm_efm_difference.png" in names
+    for name in names:
+        with Image.open(figures / name) as image:
+            assert image.width >= 400 and image.height >= 150, name  # text-only figures are short
+    html = only_version(kedro_project / "data/08_reporting/report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(names)
+    assert "Stage comparison" in html

@@ -1,0 +1,54 @@
+"""Evaluation pipeline: one evaluation node per stage (a namespace each), then one table.
+
+``<stage>.test_metrics`` (overall scores, without and with TTA), ``<stage>.test_per_class``
+and ``<stage>.test_predictions`` per stage; ``evaluation_metrics`` and
+``evaluation_per_class`` put the stages side by side.
+"""
+
+from kedro.pipeline import Node, Pipeline
+
+from efm_seg.pipelines.evaluation.nodes import combine_stages, stage_evaluator
+
+STAGES = ("baseline", "efm", "finetune")
+
+
+def create_stage_evaluation(stage: str) -> Pipeline:
+    """Evaluate ``<stage>.best_checkpoint``; outputs land under the stage's namespace."""
+    template = Pipeline(
+        [
+            Node(
+                func=stage_evaluator(stage),
+                inputs={
+                    "checkpoint": "best_checkpoint",
+                    "samples": "encoded_samples",
+                    "split": "split",
+                    "dataset": "params:dataset",
+                    "evaluation": "params:evaluation",
+                },
+                outputs=["test_metrics", "test_per_class", "test_predictions"],
+                name="evaluate",
+            )
+        ]
+    )
+    return Pipeline(
+        template,
+        namespace=stage,
+        inputs={"encoded_samples", "split"},
+        parameters={"params:dataset", "params:evaluation"},
+    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    per_stage = sum((create_stage_evaluation(stage) for stage in STAGES), Pipeline([]))
+    combine = Pipeline(
+        [
+            Node(
+                func=combine_stages,
+                inputs=[f"{s}.test_metrics" for s in STAGES]
+                + [f"{s}.test_per_class" for s in STAGES],
+                outputs=["evaluation_metrics", "evaluation_per_class"],
+                name="combine_stages",
+            )
+        ]
+    )
+    return per_stage + combine
