@@ -77,8 +77,8 @@ def raw_root(tmp_path: Path) -> Path:
 def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of this project's configuration in a temporary folder, made the working directory.
 
-    Runs write only below it; ``conf/local/catalog.yml`` shrinks the demo data so a full run of
-    the data pipelines takes seconds.
+    Runs write only below it; ``conf/local`` shrinks the demo data and the training stages so
+    a full default run takes seconds.
     """
     project = tmp_path / "project"
     project.mkdir()
@@ -98,6 +98,12 @@ def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (project / "conf" / "local" / "parameters_preprocessing.yml").write_text(
         "preprocessing:\n  mode: resize\n  size: 64\n  stride: null\n"
         "  image_filter: lanczos\n  workers: 2\n"
+    )
+    (project / "conf" / "local" / "parameters_stages.yml").write_text(
+        "baseline:\n  overrides: {epochs: 2, efm: {enabled: false, start_epoch: 2, every: 1}}\n"
+        "efm:\n  overrides: {epochs: 2, efm: {enabled: true, start_epoch: 2, every: 1}}\n"
+        "finetune:\n  overrides: {epochs: 1, efm: {enabled: true, start_epoch: 1, every: 1},"
+        " init_from: previous}\n"
     )
     monkeypatch.chdir(project)
     monkeypatch.setenv("DO_NOT_TRACK", "1")
