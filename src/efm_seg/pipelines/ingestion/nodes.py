@@ -70,7 +70,7 @@ def build_manifest(
         ingestion.get("workers", "auto"), len(pairing.pairs), "ingestion.workers"
     )
     inspections = list(
-        parallel_map(partial(inspect_pair, raw, scheme=scheme), pairing.pairs, workers, chunksize=2)
+        parallel_map(partial(inspect_pair, raw, scheme=scheme), pairing.pairs, workers)
     )
     problems = (
         pairing.problems

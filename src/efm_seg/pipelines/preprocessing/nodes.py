@@ -189,10 +189,16 @@ def encode_samples(
     ]
     workers = resolve_workers(config.workers, len(tasks), "preprocessing.workers")
     worker = partial(_encode_one, raw=raw, scheme=scheme, config=config)
+    # Largest images first, so that the small ones fill the workers' tail and both finish
+    # together; the results are put back in manifest order.
+    order = np.argsort(-(manifest["width"] * manifest["height"]).to_numpy(), kind="stable")
+    encoded = dict(
+        zip(order.tolist(), parallel_map(worker, [tasks[i] for i in order], workers), strict=True)
+    )
     samples: dict[str, EncodedSample] = {}
     rows: list[dict[str, Any]] = []
-    for results in parallel_map(worker, tasks, workers, chunksize=1):
-        for row, sample in results:
+    for index in range(len(tasks)):
+        for row, sample in encoded.pop(index):
             samples[row["sample_id"]] = sample
             rows.append(row)
     index = pd.DataFrame(rows)
