@@ -1,8 +1,9 @@
 import math
 
 import torch
+from torchmetrics.classification import MulticlassConfusionMatrix
 
-from efm_seg.training.metrics import confusion_metric, scores
+from efm_seg.training.trainer import epoch_scores as scores
 
 
 def test_scores_from_a_hand_computed_confusion_matrix():
@@ -17,7 +18,7 @@ def test_scores_from_a_hand_computed_confusion_matrix():
 
 
 def test_confusion_metric_skips_ignore_pixels():
-    metric = confusion_metric(2, ignore_index=255)
+    metric = MulticlassConfusionMatrix(2, ignore_index=255)
     metric.update(torch.tensor([[0, 1, 1]]), torch.tensor([[0, 255, 1]]))
     assert metric.compute().tolist() == [[1, 0], [0, 1]]
 

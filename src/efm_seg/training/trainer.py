@@ -24,13 +24,14 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm.auto import tqdm
 
 from efm_seg.data.samples import SampleStore
 from efm_seg.efm import EFMLoss, entropy_map, fingerprint_map
+from efm_seg.evaluation.metrics import scores_from_confusion
 from efm_seg.training.config import TrainConfig
 from efm_seg.training.data import EFMStore, SegmentationSamples, build_transforms, sample_shape
-from efm_seg.training.metrics import confusion_metric, scores
 from efm_seg.training.models import (
     ModelSpec,
     build_model,
@@ -73,6 +74,14 @@ class StageResult:
     checkpoint: dict[str, Any]
     history: list[dict[str, Any]]
     snapshots: dict[str, np.ndarray]
+
+
+def epoch_scores(confusion: torch.Tensor) -> dict[str, float]:
+    """What the history records per epoch: pixel accuracy, and IoU and F1 as macro means over
+    the classes present (``miou`` and ``mf1`` of the evaluation's ``scores_from_confusion``).
+    """
+    overall, _ = scores_from_confusion(confusion)
+    return {"accuracy": overall["accuracy"], "iou": overall["miou"], "f1": overall["mf1"]}
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -213,6 +222,11 @@ class Trainer:
             )
         model.load_state_dict(previous.state_dict())
 
+    def _confusion(self) -> MulticlassConfusionMatrix:
+        return MulticlassConfusionMatrix(len(self.classes), ignore_index=self.ignore_index).to(
+            self.device
+        )
+
     def _autocast(self):
         if self.amp_dtype is None:
             return nullcontext()
@@ -275,7 +289,7 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         config, state = self.config, self.state
         state.model.train()
-        confusion = confusion_metric(len(self.classes), self.ignore_index).to(self.device)
+        confusion = self._confusion()
         use_efm = config.efm.active(epoch)
         total, batches = 0.0, 0
         progress = tqdm(
@@ -295,7 +309,7 @@ class Trainer:
             batches += 1
             confusion.update(logits.detach().max(dim=1).indices, masks)
             progress.set_postfix(loss=f"{total / batches:.4f}")
-        return {"loss": total / max(batches, 1), **scores(confusion.compute())}
+        return {"loss": total / max(batches, 1), **epoch_scores(confusion.compute())}
 
     def _batch_efm(
         self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor, masks: torch.Tensor
@@ -333,7 +347,7 @@ class Trainer:
     def _validate(self) -> dict[str, float]:
         model = self.state.eval_model
         model.eval()
-        confusion = confusion_metric(len(self.classes), self.ignore_index).to(self.device)
+        confusion = self._confusion()
         total, pixels = 0.0, 0
         for batch in self.val_loader:
             images = batch["image"].to(self.device, non_blocking=True)
@@ -343,7 +357,7 @@ class Trainer:
             total += float(self.baseline_criterion(logits, masks)) * masks.shape[0]
             pixels += masks.shape[0]
             confusion.update(logits.max(dim=1).indices, masks)
-        return {"loss": total / max(pixels, 1), **scores(confusion.compute())}
+        return {"loss": total / max(pixels, 1), **epoch_scores(confusion.compute())}
 
     # -- EFM ------------------------------------------------------------------------------------
     @torch.no_grad()
