@@ -323,7 +323,10 @@ class Trainer:
                 probs, masks, ignore_index=self.ignore_index, **self.config.efm_map
             )
         prior = self.state.efm_prior
-        return None if prior is None else prior.expand(masks.shape[0], -1, -1)
+        if prior is None:
+            return None
+        # Like the other sources' maps, zero where nothing is scored.
+        return torch.where(masks != self.ignore_index, prior, 0.0)
 
     def _step(self, loss: torch.Tensor) -> None:
         state, clip = self.state, self.config.grad_clip
