@@ -55,6 +55,21 @@ def test_rare_class_reaches_every_split():
     assert set(result.loc[rare, "split"]) == {"train", "val", "test"}
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_several_rare_classes_each_reach_every_split(seed):
+    """Balancing sizes alone spreads only the first rare groups it places over the splits; the
+    ones after go to train, the split furthest below its size. Stratification places each
+    rare class's groups where that class is missing."""
+    rare_groups = {"a": {0, 7, 14}, "b": {3, 10, 17, 24}, "c": {5, 12, 19, 26, 33}}
+    index = make_index(n_groups=40, rare_every=10**6)
+    for name, groups in rare_groups.items():
+        index[f"px_{name}"] = [5 if int(g[4:]) in groups else 0 for g in index["group"]]
+    result = split_samples(index, {**PARAMS, "seed": seed})
+    for name in rare_groups:
+        holding = index[f"px_{name}"] > 0
+        assert set(result.loc[holding, "split"]) == {"train", "val", "test"}, name
+
+
 def test_seeded_and_reproducible():
     index = make_index(n_groups=30)
     first = split_samples(index, PARAMS)
