@@ -7,6 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from omegaconf import OmegaConf
 from PIL import Image
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -73,14 +77,26 @@ def raw_root(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of this project's configuration in a temporary folder, made the working directory.
+TINY_STAGES = """
+baseline:
+  overrides: {epochs: 2, batch_size: 4, efm: {enabled: false, start_epoch: 2, every: 1}}
+efm:
+  overrides: {epochs: 2, batch_size: 4,
+              efm: {enabled: true, source: per_sample, start_epoch: 2, every: 1}}
+finetune:
+  overrides: {epochs: 1, batch_size: 4, efm: {enabled: true, source: online, start_epoch: 1,
+              every: 1}, init_from: previous}
+"""
+"""Tiny training stages: two per-sample EFM epochs, one online fine-tuning epoch."""
+
+
+def make_project(parent: Path) -> Path:
+    """A copy of this project's configuration in ``parent/project``.
 
     Runs write only below it; ``conf/local`` shrinks the demo data and the training stages so
     a full default run takes seconds.
     """
-    project = tmp_path / "project"
+    project = parent / "project"
     project.mkdir()
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project)
     shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
@@ -99,15 +115,71 @@ def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "preprocessing:\n  mode: resize\n  size: 64\n  stride: null\n"
         "  image_filter: lanczos\n  workers: 2\n"
     )
-    (project / "conf" / "local" / "parameters_stages.yml").write_text(
-        "baseline:\n  overrides: {epochs: 2, efm: {enabled: false, start_epoch: 2, every: 1}}\n"
-        "efm:\n  overrides: {epochs: 2, efm: {enabled: true, start_epoch: 2, every: 1}}\n"
-        "finetune:\n  overrides: {epochs: 1, efm: {enabled: true, start_epoch: 1, every: 1},"
-        " init_from: previous}\n"
+    (project / "conf" / "local" / "parameters_stages.yml").write_text(TINY_STAGES)
+    return project
+
+
+def kedro_run(
+    project: Path, pipelines: list[str] | None = None, env: str | None = None, **params
+) -> dict:
+    """``kedro run [--pipelines ...] [--env ...] [--params ...]`` through a KedroSession.
+
+    ``params`` are given as on the command line (``**{"split.seed": 7}``) and nested as the
+    CLI nests them (``{"split": {"seed": 7}}``); a flat dotted key would never reach a node.
+    """
+    runtime = OmegaConf.to_container(
+        OmegaConf.from_dotlist([f"{k}={v}" for k, v in params.items()])
     )
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env, runtime_params=runtime or None) as s:
+        return s.run(pipeline_names=pipelines)
+
+
+@pytest.fixture
+def kedro_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A throw-away copy of the project (see :func:`make_project`), made the working directory."""
+    project = make_project(tmp_path)
     monkeypatch.chdir(project)
     monkeypatch.setenv("DO_NOT_TRACK", "1")
     return project
+
+
+DEMO_EFM_METHOD = {
+    "map": {"alpha": 0.45, "sigma": 1.5},
+    "loss": {
+        "lambda_ce": 0.9,
+        "lambda_dice": 1.1,
+        "label_smoothing": 0.02,
+        "alpha_f": 1.6,
+        "beta_f": 1.2,
+        "gamma": 0.9,
+        "kernel_size": 5,
+        "topk_ratio": 0.5,
+        "form": "eq7",
+    },
+}
+"""Non-default EFM settings of the shared demo run: they must reach the trained stages."""
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project after ONE default ``kedro run`` (every pipeline, data to report) on the tiny
+    demo, with :data:`DEMO_EFM_METHOD`. Shared by the tests that only read its outputs."""
+    project = make_project(tmp_path_factory.mktemp("demo_run"))
+    (project / "conf" / "local" / "parameters_efm.yml").write_text(
+        yaml.safe_dump({"efm_method": DEMO_EFM_METHOD})
+    )
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(project)
+        monkeypatch.setenv("DO_NOT_TRACK", "1")
+        kedro_run(project)
+    return project
+
+
+def latest_version(project: Path, relpath: str) -> Path:
+    """The newest saved version of the versioned dataset at ``relpath`` (below ``project``)."""
+    folder = project / relpath
+    return sorted(folder.iterdir())[-1] / folder.name
 
 
 def requires_shared(name: str) -> Path:

@@ -1,4 +1,4 @@
-"""End to end through a KedroSession: each data pipeline alone, then the default run."""
+"""End to end through a KedroSession: each data pipeline alone, the default run, environments."""
 
 from __future__ import annotations
 
@@ -6,22 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 
 from efm_seg.data.samples import open_store
-from tests.conftest import requires_shared
-
-
-def run(project: Path, pipelines: list[str] | None = None, env: str | None = None, **params):
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, env=env, runtime_params=params or None) as s:
-        return s.run(pipeline_names=pipelines)
+from tests.conftest import kedro_run as run
+from tests.conftest import latest_version, requires_shared
 
 
 def latest(project: Path, relpath: str) -> pd.DataFrame:
-    versions = sorted((project / relpath).iterdir())
-    return pd.read_csv(versions[-1] / Path(relpath).name)
+    return pd.read_csv(latest_version(project, relpath))
 
 
 def check_outputs(project: Path, n_sources: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -53,13 +45,22 @@ def test_each_data_pipeline_runs_alone_on_the_demo(kedro_project):
     ]
     image, labels = open_store(kedro_project / "data/05_model_input/encoded").read("scene_000")
     assert image.shape == (64, 64, 3) and labels.shape == (64, 64)
-
-
-def test_default_run_and_versioned_tables(kedro_project):
-    run(kedro_project)
-    run(kedro_project, ["split"], **{"split.seed": 7})
+    first = latest(kedro_project, "data/05_model_input/split.csv")
+    (kedro_project / "conf/local/parameters_split.yml").write_text(
+        "split:\n  fractions: {train: 0.8, val: 0.1, test: 0.1}\n  seed: 1\n  group_by: group\n"
+    )
+    run(kedro_project, ["split"])  # a new version; the old one stays
     assert len(list((kedro_project / "data/05_model_input/split.csv").iterdir())) == 2
-    check_outputs(kedro_project, n_sources=10)
+    _, second = check_outputs(kedro_project, n_sources=10)
+    assert not second["split"].equals(first["split"])
+
+
+@pytest.mark.slow
+def test_default_run_goes_from_data_to_report(demo_run):
+    check_outputs(demo_run, n_sources=10)
+    for stage in ("baseline", "efm", "finetune"):
+        assert latest_version(demo_run, f"data/06_models/{stage}/best_checkpoint.pt").is_file()
+    assert latest_version(demo_run, "data/08_reporting/report.html").is_file()
 
 
 def test_bad_input_writes_nothing(kedro_project):

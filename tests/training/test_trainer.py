@@ -402,29 +402,34 @@ def test_the_best_epochs_ema_weights_are_saved_and_score_as_recorded(per_sample,
     assert scored["loss"] == pytest.approx(best["val_loss"], rel=1e-6)
 
 
-def test_ema_decay_zero_is_the_raw_weights(store):
-    trainer = make_trainer(store, make_config(epochs=1, ema={"enabled": True, "decay": 0.0}))
-    initial = {k: v.clone() for k, v in trainer.state.model.state_dict().items()}
-    trainer.fit()
-    raw = trainer.state.model.state_dict()
-    ema = trainer.state.ema.module.state_dict()
-    assert not torch.equal(raw[TRACKED[0]], initial[TRACKED[0]])
-    for key, value in raw.items():  # parameters and batch-norm buffers alike
-        torch.testing.assert_close(ema[key], value, atol=0, rtol=0, msg=key)
-
-
 # -- the other EFM sources -------------------------------------------------------------------
-def source_run(store, source: str) -> Recording:
+def source_run(store, source: str, **changes) -> Recording:
     config = make_config(
         {"map": EFM_MAP, "loss": EFM_LOSS},
         epochs=2,
         efm={"enabled": True, "source": source, "start_epoch": 2, "every": 1},
+        **changes,
     )
     return fit_recorded(store, config)
 
 
-def test_online_efm_is_the_fingerprint_of_the_batchs_own_prediction(store):
-    recording = source_run(store, "online")
+@pytest.fixture(scope="module")
+def online(store) -> Recording:
+    """Online EFM from epoch 2, with an EMA of decay 0."""
+    return source_run(store, "online", ema={"enabled": True, "decay": 0.0})
+
+
+def test_ema_decay_zero_is_the_raw_weights(online):
+    state = online.trainer.state
+    raw = state.model.state_dict()
+    ema = state.ema.module.state_dict()
+    assert not torch.equal(online.steps[0][TRACKED[0]], online.steps[-1][TRACKED[0]])
+    for key, value in raw.items():  # parameters and batch-norm buffers alike
+        torch.testing.assert_close(ema[key], value, atol=0, rtol=0, msg=key)
+
+
+def test_online_efm_is_the_fingerprint_of_the_batchs_own_prediction(online):
+    recording = online
     active = recording.active_calls()
     assert {call.epoch for call in active} == {2} and len(active) == 2
     assert all(call.efm is None for call in recording.calls if call.epoch == 1)

@@ -1,37 +1,13 @@
-"""The three training stages through a KedroSession on the tiny demo, and their wiring."""
-
-from pathlib import Path
+"""The three training stages, evaluation and reporting, read from the shared default run."""
 
 import pandas as pd
 import pytest
 import torch
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from PIL import Image
 
 from efm_seg.pipelines.training import create_stage_pipeline
 from efm_seg.training.models import model_from_checkpoint
-
-TINY_TRAINING = """
-baseline:
-  overrides: {epochs: 2, efm: {enabled: false, start_epoch: 2, every: 1}}
-efm:
-  overrides: {epochs: 2, efm: {enabled: true, source: per_sample, start_epoch: 2, every: 1}}
-finetune:
-  overrides: {epochs: 1, efm: {enabled: true, source: online, start_epoch: 1, every: 1},
-              init_from: previous}
-"""
-
-
-def run(project: Path, pipelines=None, **params):
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, runtime_params=params or None) as session:
-        return session.run(pipeline_names=pipelines)
-
-
-def only_version(folder: Path) -> Path:
-    versions = sorted(folder.iterdir())
-    return versions[-1] / folder.name
+from tests.conftest import DEMO_EFM_METHOD, latest_version
 
 
 def test_stage_wiring():
@@ -45,47 +21,65 @@ def test_stage_wiring():
     assert efm.outputs() == {"efm.best_checkpoint", "efm.history", "efm.efm_snapshots"}
 
 
+def load_checkpoint(project, stage: str) -> dict:
+    path = latest_version(project, f"data/06_models/{stage}/best_checkpoint.pt")
+    return torch.load(path, weights_only=True)
+
+
 @pytest.mark.slow
-def test_data_three_stages_evaluation_and_report(kedro_project):
-    (kedro_project / "conf/local/parameters_stages.yml").write_text(TINY_TRAINING)
-    run(kedro_project, ["ingestion", "preprocessing", "split"])
-    run(kedro_project, ["baseline", "efm", "finetune"], **{"training.batch_size": 4})
-    for stage, epochs in (("baseline", 2), ("efm", 2), ("finetune", 1)):
-        history = pd.read_csv(
-            only_version(kedro_project / f"data/07_model_output/{stage}/history.csv")
-        )
-        assert history["epoch"].tolist() == list(range(1, epochs + 1))
-        checkpoint = torch.load(
-            only_version(kedro_project / f"data/06_models/{stage}/best_checkpoint.pt"),
-            weights_only=True,
-        )
-        assert checkpoint["stage"] == stage and checkpoint["classes"][0] == "bare_land"
-        model_from_checkpoint(checkpoint)
-    efm_history = pd.read_csv(only_version(kedro_project / "data/07_model_output/efm/history.csv"))
-    assert efm_history["efm_refreshed"].tolist() == [False, True]
+@pytest.mark.parametrize(("stage", "epochs"), [("baseline", 2), ("efm", 2), ("finetune", 1)])
+def test_each_stage_trains_its_own_recipe(demo_run, stage, epochs):
+    history = pd.read_csv(latest_version(demo_run, f"data/07_model_output/{stage}/history.csv"))
+    assert history["epoch"].tolist() == list(range(1, epochs + 1))
+    checkpoint = load_checkpoint(demo_run, stage)
+    assert checkpoint["stage"] == stage and checkpoint["classes"][0] == "bare_land"
+    model_from_checkpoint(checkpoint)
+    config = checkpoint["config"]
+    assert config["batch_size"] == 4 and config["epochs"] == epochs
+    # The project's efm_method parameters (non-default here) reach every stage's trainer.
+    assert config["efm_map"] == DEMO_EFM_METHOD["map"]
+    assert config["loss"] == DEMO_EFM_METHOD["loss"]
+    expected = {"baseline": (False, "per_sample"), "efm": (True, "per_sample")}
+    assert (config["efm"]["enabled"], config["efm"]["source"]) == expected.get(
+        stage, (True, "online")
+    )
+    assert config["init_from"] == ("previous" if stage == "finetune" else None)
+
+
+@pytest.mark.slow
+def test_efm_schedule_and_one_version_per_run(demo_run):
+    efm = pd.read_csv(latest_version(demo_run, "data/07_model_output/efm/history.csv"))
+    assert efm["efm_refreshed"].tolist() == [False, True]
+    assert efm["efm_active"].tolist() == [False, True]
+    finetune = pd.read_csv(latest_version(demo_run, "data/07_model_output/finetune/history.csv"))
+    assert finetune["efm_active"].tolist() == [True]
     # One run, one version: the three stages' outputs share the session's timestamp.
     versions = {
         p.name
         for stage in ("baseline", "efm", "finetune")
-        for p in (kedro_project / f"data/06_models/{stage}/best_checkpoint.pt").iterdir()
+        for p in (demo_run / f"data/06_models/{stage}/best_checkpoint.pt").iterdir()
     }
     assert len(versions) == 1
 
-    # Evaluation and reporting on those checkpoints.
-    run(kedro_project, ["evaluation", "reporting"])
-    metrics = pd.read_csv(only_version(kedro_project / "data/08_reporting/evaluation_metrics.csv"))
+
+@pytest.mark.slow
+def test_evaluation_and_report(demo_run):
+    metrics = pd.read_csv(latest_version(demo_run, "data/08_reporting/evaluation_metrics.csv"))
     assert sorted(zip(metrics["stage"], metrics["tta"], strict=True)) == [
         (s, t) for s in ("baseline", "efm", "finetune") for t in (False, True)
     ]
-    table = pd.read_csv(only_version(kedro_project / "data/08_reporting/stage_table.csv"))
+    for stage in ("baseline", "efm", "finetune"):
+        epoch = metrics.loc[metrics["stage"] == stage, "checkpoint_epoch"].unique().tolist()
+        assert epoch == [load_checkpoint(demo_run, stage)["epoch"]]  # its own best checkpoint
+    table = pd.read_csv(latest_version(demo_run, "data/08_reporting/stage_table.csv"))
     assert table.iloc[:, 0].tolist() == ["Baseline", "+EFM", "+EFM fine-tuning"]
-    figures = only_version(kedro_project / "data/08_reporting/figures")
+    figures = latest_version(demo_run, "data/08_reporting/figures")
     names = sorted(p.name for p in figures.iterdir())
     assert "training_curves.png" in names and "qualitative.png" in names
     assert "efm_efm_evolution.png" in names and "efm_efm_difference.png" in names
     for name in names:
         with Image.open(figures / name) as image:
             assert image.width >= 400 and image.height >= 150, name  # text-only figures are short
-    html = only_version(kedro_project / "data/08_reporting/report.html").read_text()
+    html = latest_version(demo_run, "data/08_reporting/report.html").read_text()
     assert html.count("data:image/png;base64,") == len(names)
     assert "Stage comparison" in html
