@@ -38,6 +38,21 @@ def scene_labels(height: int, width: int, seed: int) -> np.ndarray:
     return labels
 
 
+def write_tiny_store(root: Path, count: int, seed: int, ignore_fraction: float = 0.0):
+    """An encoded sample store of ``count`` 64² samples ``s0..``: structured labels, some
+    scattered ignore pixels, random images (for tests that need a model's output, not its skill)."""
+    from efm_seg.data.samples import EncodedSample, write_store
+
+    rng = np.random.default_rng(seed)
+    samples = {}
+    for i in range(count):
+        labels = scene_labels(64, 64, seed=seed * 100 + i)
+        labels[rng.random((64, 64)) < ignore_fraction] = DATASET_PARAMS["ignore_index"]
+        image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        samples[f"s{i}"] = EncodedSample.from_arrays(image, labels)
+    return write_store(root, samples)
+
+
 def colour_mask(labels: np.ndarray, palette=PALETTE) -> np.ndarray:
     colours = np.array(list(palette.values()), dtype=np.uint8)
     return colours[labels]

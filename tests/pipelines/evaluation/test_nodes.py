@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from efm_seg.data.samples import EncodedSample, write_store
 from efm_seg.evaluation import SegmentationEvaluator, predict_probs
 from efm_seg.pipelines.evaluation.nodes import evaluate_stage
 from efm_seg.training.data import SegmentationSamples
@@ -18,7 +17,7 @@ from efm_seg.training.models import (
     make_checkpoint,
     model_from_checkpoint,
 )
-from tests.conftest import DATASET_PARAMS, PALETTE, scene_labels
+from tests.conftest import DATASET_PARAMS, PALETTE, write_tiny_store
 
 CLASSES = list(PALETTE)
 # Non-default values throughout, so a setting the node drops changes the scores.
@@ -34,14 +33,9 @@ EVALUATION = {
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    rng = np.random.default_rng(1)
-    samples = {}
-    for i in range(7):
-        labels = scene_labels(64, 64, seed=10 + i)
-        labels[rng.random((64, 64)) < 0.02] = 255
-        image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
-        samples[f"s{i}"] = EncodedSample.from_arrays(image, labels)
-    return write_store(tmp_path_factory.mktemp("eval") / "encoded", samples)
+    return write_tiny_store(
+        tmp_path_factory.mktemp("eval") / "encoded", 7, seed=1, ignore_fraction=0.02
+    )
 
 
 @pytest.fixture(scope="module")

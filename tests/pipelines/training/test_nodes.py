@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from efm_seg.data.samples import EncodedSample, write_store
 from efm_seg.pipelines.training.nodes import stage_trainer
-from tests.conftest import DATASET_PARAMS, PALETTE, scene_labels
+from tests.conftest import DATASET_PARAMS, PALETTE, write_tiny_store
 
 CONF = Path(__file__).resolve().parents[3] / "conf" / "base"
 TRAINING = yaml.safe_load((CONF / "parameters_training.yml").read_text())["training"]
@@ -33,13 +31,7 @@ OVERRIDES = {
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    rng = np.random.default_rng(2)
-    samples = {}
-    for i in range(6):
-        labels = scene_labels(64, 64, seed=20 + i)
-        image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
-        samples[f"s{i}"] = EncodedSample.from_arrays(image, labels)
-    store = write_store(tmp_path_factory.mktemp("node") / "encoded", samples)
+    store = write_tiny_store(tmp_path_factory.mktemp("node") / "encoded", 6, seed=2)
     split = pd.DataFrame({"sample_id": list(store.ids), "split": ["train"] * 4 + ["val", "test"]})
     return store, split
 
