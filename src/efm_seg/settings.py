@@ -2,14 +2,15 @@
 
 import os
 
-from kedro.config import OmegaConfigLoader
+from efm_seg.config_loader import ProjectConfigLoader
 
 # Nothing phones home: the project's .telemetry file already withholds consent; this also
 # covers a session started from another working directory.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+# --params a.b.c=v changes exactly a.b.c, in every environment (see config_loader.py).
+CONFIG_LOADER_CLASS = ProjectConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

@@ -1,0 +1,42 @@
+"""The project's config loader: runtime parameters that change exactly what they name.
+
+Kedro's ``OmegaConfigLoader`` merges ``--params`` into the base folder's parameters and into the
+environment folder's parameters separately, then lets the environment replace whole top-level
+blocks (the default "destructive" merge between environments). So ``--params split.seed=7`` in an
+environment that has any parameters file turns that environment's ``split`` into
+``{seed: 7}``, which then replaces the base ``split`` block: every other key of it is lost, and a
+run may exit 0 after training something other than what was asked.
+
+:class:`ProjectConfigLoader` keeps the environments' block replacement (an environment still
+replaces the blocks it defines), leaves runtime parameters out of the per-folder merge, and
+deep-merges them once into the combined result: ``--params a.b.c=v`` changes ``a.b.c`` and
+nothing else, in every environment. ``${runtime_params:...}`` interpolations work as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kedro.config import OmegaConfigLoader
+from omegaconf import OmegaConf
+
+
+class ProjectConfigLoader(OmegaConfigLoader):
+    """``OmegaConfigLoader`` whose runtime parameters are merged after base and environment."""
+
+    def _merge_and_resolve(self, key: str, config_per_file: dict) -> dict[str, Any]:
+        if key != "parameters":
+            return super()._merge_and_resolve(key, config_per_file)
+        if not config_per_file:
+            return {}
+        # One folder's files, without the runtime parameters (see the module docstring).
+        return OmegaConf.to_container(
+            OmegaConf.unsafe_merge(*config_per_file.values()), resolve=True
+        )
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        config = super().__getitem__(key)
+        if key != "parameters" or not self.runtime_params:
+            return config
+        merged = OmegaConf.merge(OmegaConf.create(config), OmegaConf.create(self.runtime_params))
+        return OmegaConf.to_container(merged, resolve=True)

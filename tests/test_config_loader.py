@@ -1,0 +1,87 @@
+"""``--params a.b.c=v`` changes exactly ``a.b.c``, in every shipped environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from kedro.framework.cli.cli import KedroCLI
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from omegaconf import OmegaConf
+
+from tests.conftest import latest_version
+
+# Keys every environment defines, keys only base defines, nested three levels deep, and a
+# block (dataset) that the dataset environments replace whole.
+DOTTED = {
+    "split.seed": 7,
+    "efm.overrides.efm.source": "online",
+    "finetune.overrides.epochs": 2,
+    "training.optimizer.lr": 0.001,
+    "dataset.ignore_index": 254,
+    "evaluation.boundary.pixels": 3,
+}
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def parameters(project: Path, env: str | None, dotted: dict) -> dict:
+    runtime = OmegaConf.to_container(
+        OmegaConf.from_dotlist([f"{k}={v}" for k, v in dotted.items()])
+    )
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env, runtime_params=runtime or None) as s:
+        return s.load_context().config_loader["parameters"]
+
+
+@pytest.mark.parametrize("env", [None, "dubai", "loveda", "paper"])
+def test_runtime_params_change_exactly_the_keys_they_name(kedro_project, env):
+    before = flatten(parameters(kedro_project, env, {}))
+    after = flatten(parameters(kedro_project, env, DOTTED))
+    for key, value in DOTTED.items():
+        assert after[key] == value, key
+    assert {k: v for k, v in after.items() if k not in DOTTED} == {
+        k: v for k, v in before.items() if k not in DOTTED
+    }
+
+
+def test_an_environment_still_replaces_the_blocks_it_defines(kedro_project):
+    base = parameters(kedro_project, None, {"dataset.ignore_index": 254})
+    dubai = parameters(kedro_project, "dubai", {"dataset.ignore_index": 254})
+    assert dubai["dataset"]["name"] == "dubai_aerial" and base["dataset"]["name"] == "demo"
+    dubai_classes = yaml.safe_load((kedro_project / "conf/dubai/parameters.yml").read_text())
+    assert dubai["dataset"]["classes"] == dubai_classes["dataset"]["classes"]  # not merged
+    assert dubai["dataset"]["ignore_index"] == 254
+
+
+def test_the_command_line_reaches_the_node(kedro_project):
+    """``kedro run --params split.seed=1`` through the real CLI, with a conf/local that has
+    parameter files (as the test project's does): the seed changes, the fractions stay."""
+    runner = CliRunner()
+    cli = KedroCLI(project_path=kedro_project)
+    for args in (
+        ["--pipelines", "ingestion,preprocessing,split"],
+        ["--pipelines", "split", "--params", "split.seed=1"],
+    ):
+        result = runner.invoke(cli, ["run", *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    versions = sorted((kedro_project / "data/05_model_input/split.csv").iterdir())
+    assert len(versions) == 2
+    import pandas as pd
+
+    first, second = (pd.read_csv(v / "split.csv") for v in versions)
+    assert not first["split"].equals(second["split"])  # seed 1 splits these 10 scenes otherwise
+    assert (
+        latest_version(kedro_project, "data/05_model_input/split.csv") == versions[-1] / "split.csv"
+    )
