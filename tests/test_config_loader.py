@@ -85,3 +85,29 @@ def test_the_command_line_reaches_the_node(kedro_project):
     assert (
         latest_version(kedro_project, "data/05_model_input/split.csv") == versions[-1] / "split.csv"
     )
+
+
+def test_raw_root_without_an_environment_that_reads_it_is_refused(kedro_project):
+    runner = CliRunner()
+    cli = KedroCLI(project_path=kedro_project)
+    result = runner.invoke(
+        cli, ["run", "--pipelines", "ingestion", "--params", "raw_root=/data/elsewhere"]
+    )
+    assert result.exit_code != 0
+    assert "raw_root=/data/elsewhere" in str(result.exception)
+    assert "--env dubai" in str(result.exception)
+    assert not (kedro_project / "data/01_raw/demo").exists()  # nothing generated, nothing read
+    assert not (kedro_project / "data/02_intermediate/manifest.csv").exists()
+
+
+@pytest.mark.realdata
+def test_raw_root_is_read_by_the_dataset_environments(kedro_project):
+    from tests.conftest import requires_shared
+
+    root = requires_shared("dubai_aerial")
+    bootstrap_project(kedro_project)
+    with KedroSession.create(
+        project_path=kedro_project, env="dubai", runtime_params={"raw_root": str(root)}
+    ) as session:
+        catalog = session.load_context().catalog
+    assert catalog.load("raw_dataset").root == root.resolve()

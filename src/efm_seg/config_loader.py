@@ -11,6 +11,10 @@ run may exit 0 after training something other than what was asked.
 replaces the blocks it defines), leaves runtime parameters out of the per-folder merge, and
 deep-merges them once into the combined result: ``--params a.b.c=v`` changes ``a.b.c`` and
 nothing else, in every environment. ``${runtime_params:...}`` interpolations work as before.
+
+``--params raw_root=...`` is read only by catalogs that interpolate it (the dataset environments'
+``raw_dataset``). Where nothing reads it — the base environment's generated demo — the loader
+refuses it instead of running on other data than the one named.
 """
 
 from __future__ import annotations
@@ -36,7 +40,23 @@ class ProjectConfigLoader(OmegaConfigLoader):
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         config = super().__getitem__(key)
+        if key == "catalog":
+            self._check_raw_root_is_read()
         if key != "parameters" or not self.runtime_params:
             return config
         merged = OmegaConf.merge(OmegaConf.create(config), OmegaConf.create(self.runtime_params))
         return OmegaConf.to_container(merged, resolve=True)
+
+    def _check_raw_root_is_read(self) -> None:
+        if "raw_root" not in (self.runtime_params or {}):
+            return
+        if "raw_root" in self._runtime_params_hits:  # a catalog entry interpolated it
+            return
+        env = self.env or self.default_run_env
+        raise ValueError(
+            f"--params raw_root={self.runtime_params['raw_root']}: nothing in the catalog of "
+            f"environment '{env}' reads raw_root (the base environment trains on the generated "
+            "demo in data/01_raw/demo). Name the environment that describes your data, e.g. "
+            "--env dubai or --env loveda, or your own whose raw_dataset path is "
+            "${runtime_params:raw_root, ...} (see the README, 'Configuring a new dataset')."
+        )
