@@ -37,5 +37,5 @@ format: venv
 viz: venv
 	$(BIN)/kedro viz run
 
-clean-data:  ## remove every run output under data/ (keeps the layer folders)
+clean-data:  ## remove every run output under data/ (every environment's)
 	git clean -fdXq data/

@@ -120,7 +120,7 @@ def make_project(parent: Path) -> Path:
     (project / "conf" / "local" / "catalog.yml").write_text(
         "raw_dataset:\n"
         "  type: efm_seg.datasets.SyntheticSceneFolderDataset\n"
-        "  path: data/01_raw/demo\n"
+        "  path: ${globals:data_root}/01_raw/demo\n"
         "  n_scenes: 10\n"
         "  seed: 0\n"
         "  min_size: 64\n"

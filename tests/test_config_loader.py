@@ -12,8 +12,6 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from omegaconf import OmegaConf
 
-from tests.conftest import latest_version
-
 # Keys every environment defines, keys only base defines, nested three levels deep, and a
 # block (dataset) that the dataset environments replace whole.
 DOTTED = {
@@ -65,28 +63,6 @@ def test_an_environment_still_replaces_the_blocks_it_defines(kedro_project):
     assert dubai["dataset"]["ignore_index"] == 254
 
 
-def test_the_command_line_reaches_the_node(kedro_project):
-    """``kedro run --params split.seed=1`` through the real CLI, with a conf/local that has
-    parameter files (as the test project's does): the seed changes, the fractions stay."""
-    runner = CliRunner()
-    cli = KedroCLI(project_path=kedro_project)
-    for args in (
-        ["--pipelines", "ingestion,preprocessing,split"],
-        ["--pipelines", "split", "--params", "split.seed=1"],
-    ):
-        result = runner.invoke(cli, ["run", *args], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-    versions = sorted((kedro_project / "data/05_model_input/split.csv").iterdir())
-    assert len(versions) == 2
-    import pandas as pd
-
-    first, second = (pd.read_csv(v / "split.csv") for v in versions)
-    assert not first["split"].equals(second["split"])  # seed 1 splits these 10 scenes otherwise
-    assert (
-        latest_version(kedro_project, "data/05_model_input/split.csv") == versions[-1] / "split.csv"
-    )
-
-
 def test_raw_root_without_an_environment_that_reads_it_is_refused(kedro_project):
     runner = CliRunner()
     cli = KedroCLI(project_path=kedro_project)
@@ -96,8 +72,10 @@ def test_raw_root_without_an_environment_that_reads_it_is_refused(kedro_project)
     assert result.exit_code != 0
     assert "raw_root=/data/elsewhere" in str(result.exception)
     assert "--env dubai" in str(result.exception)
-    assert not (kedro_project / "data/01_raw/demo").exists()  # nothing generated, nothing read
-    assert not (kedro_project / "data/02_intermediate/manifest.csv").exists()
+    assert not (
+        kedro_project / "data/local/01_raw/demo"
+    ).exists()  # nothing generated, nothing read
+    assert not (kedro_project / "data/local/02_intermediate/manifest.csv").exists()
 
 
 @pytest.mark.realdata

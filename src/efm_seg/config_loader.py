@@ -12,6 +12,11 @@ replaces the blocks it defines), leaves runtime parameters out of the per-folder
 deep-merges them once into the combined result: ``--params a.b.c=v`` changes ``a.b.c`` and
 nothing else, in every environment. ``${runtime_params:...}`` interpolations work as before.
 
+Each run environment keeps its own data root: the resolver ``${run_env:}`` gives the environment's
+name (``local`` for a plain ``kedro run``), and ``conf/base/globals.yml`` sets
+``data_root: data/${run_env:}``, which every catalog path starts with. So ``--env dubai`` reads and
+writes only ``data/dubai/...`` and can never train on the demo's store, or the reverse.
+
 ``--params raw_root=...`` is read only by catalogs that interpolate it (the dataset environments'
 ``raw_dataset``). Where nothing reads it — the base environment's generated demo — the loader
 refuses it instead of running on other data than the one named.
@@ -26,7 +31,13 @@ from omegaconf import OmegaConf
 
 
 class ProjectConfigLoader(OmegaConfigLoader):
-    """``OmegaConfigLoader`` whose runtime parameters are merged after base and environment."""
+    """``OmegaConfigLoader`` whose runtime parameters are merged after base and environment,
+    with a ``${run_env:}`` resolver for per-environment data roots."""
+
+    @property
+    def run_env(self) -> str:
+        """The environment this loader reads on top of base (``local`` unless ``--env``)."""
+        return self.env or self.default_run_env
 
     def _merge_and_resolve(self, key: str, config_per_file: dict) -> dict[str, Any]:
         if key != "parameters":
@@ -39,6 +50,9 @@ class ProjectConfigLoader(OmegaConfigLoader):
         )
 
     def __getitem__(self, key: str) -> dict[str, Any]:
+        # Resolvers are process-wide: register this loader's before each resolution, as Kedro
+        # does for runtime_params, so that another session's loader never answers for it.
+        OmegaConf.register_new_resolver("run_env", lambda: self.run_env, replace=True)
         config = super().__getitem__(key)
         if key == "catalog":
             self._check_raw_root_is_read()
@@ -52,11 +66,10 @@ class ProjectConfigLoader(OmegaConfigLoader):
             return
         if "raw_root" in self._runtime_params_hits:  # a catalog entry interpolated it
             return
-        env = self.env or self.default_run_env
         raise ValueError(
             f"--params raw_root={self.runtime_params['raw_root']}: nothing in the catalog of "
-            f"environment '{env}' reads raw_root (the base environment trains on the generated "
-            "demo in data/01_raw/demo). Name the environment that describes your data, e.g. "
-            "--env dubai or --env loveda, or your own whose raw_dataset path is "
+            f"environment '{self.run_env}' reads raw_root (the base environment trains on the "
+            "generated demo in data/<env>/01_raw/demo). Name the environment that describes "
+            "your data, e.g. --env dubai or --env loveda, or your own whose raw_dataset path is "
             "${runtime_params:raw_root, ...} (see the README, 'Configuring a new dataset')."
         )

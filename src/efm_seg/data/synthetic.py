@@ -15,7 +15,7 @@ Masks are written as RGB PNGs in the palette of :data:`DEMO_PALETTE`, so that a 
 them exercises the same colour → label encoding as with real colour-coded datasets.
 
 Example:
-    ``python -m efm_seg.data.synthetic data/01_raw/demo --n-scenes 40 --seed 0``
+    ``python -m efm_seg.data.synthetic data/local/01_raw/demo --n-scenes 40 --seed 0``
 """
 
 from __future__ import annotations

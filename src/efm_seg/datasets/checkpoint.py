@@ -148,7 +148,7 @@ class TorchCheckpointDataset(_LocalVersionedDataset):
 
         "{stage}.best_checkpoint":
           type: efm_seg.datasets.TorchCheckpointDataset
-          filepath: data/06_models/{stage}/best_checkpoint.pt
+          filepath: ${globals:data_root}/06_models/{stage}/best_checkpoint.pt
           versioned: true
     """
 
@@ -212,7 +212,7 @@ class NpzDataset(_LocalVersionedDataset):
 
         "{stage}.efm_snapshots":
           type: efm_seg.datasets.NpzDataset
-          filepath: data/07_model_output/{stage}/efm_snapshots.npz
+          filepath: ${globals:data_root}/07_model_output/{stage}/efm_snapshots.npz
           versioned: true
     """
 

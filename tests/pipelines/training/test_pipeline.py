@@ -22,14 +22,16 @@ def test_stage_wiring():
 
 
 def load_checkpoint(project, stage: str) -> dict:
-    path = latest_version(project, f"data/06_models/{stage}/best_checkpoint.pt")
+    path = latest_version(project, f"data/local/06_models/{stage}/best_checkpoint.pt")
     return torch.load(path, weights_only=True)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("stage", "epochs"), [("baseline", 2), ("efm", 2), ("finetune", 1)])
 def test_each_stage_trains_its_own_recipe(demo_run, stage, epochs):
-    history = pd.read_csv(latest_version(demo_run, f"data/07_model_output/{stage}/history.csv"))
+    history = pd.read_csv(
+        latest_version(demo_run, f"data/local/07_model_output/{stage}/history.csv")
+    )
     assert history["epoch"].tolist() == list(range(1, epochs + 1))
     checkpoint = load_checkpoint(demo_run, stage)
     assert checkpoint["stage"] == stage and checkpoint["classes"][0] == "bare_land"
@@ -48,38 +50,42 @@ def test_each_stage_trains_its_own_recipe(demo_run, stage, epochs):
 
 @pytest.mark.slow
 def test_efm_schedule_and_one_version_per_run(demo_run):
-    efm = pd.read_csv(latest_version(demo_run, "data/07_model_output/efm/history.csv"))
+    efm = pd.read_csv(latest_version(demo_run, "data/local/07_model_output/efm/history.csv"))
     assert efm["efm_refreshed"].tolist() == [False, True]
     assert efm["efm_active"].tolist() == [False, True]
-    finetune = pd.read_csv(latest_version(demo_run, "data/07_model_output/finetune/history.csv"))
+    finetune = pd.read_csv(
+        latest_version(demo_run, "data/local/07_model_output/finetune/history.csv")
+    )
     assert finetune["efm_active"].tolist() == [True]
     # One run, one version: the three stages' outputs share the session's timestamp.
     versions = {
         p.name
         for stage in ("baseline", "efm", "finetune")
-        for p in (demo_run / f"data/06_models/{stage}/best_checkpoint.pt").iterdir()
+        for p in (demo_run / f"data/local/06_models/{stage}/best_checkpoint.pt").iterdir()
     }
     assert len(versions) == 1
 
 
 @pytest.mark.slow
 def test_evaluation_and_report(demo_run):
-    metrics = pd.read_csv(latest_version(demo_run, "data/08_reporting/evaluation_metrics.csv"))
+    metrics = pd.read_csv(
+        latest_version(demo_run, "data/local/08_reporting/evaluation_metrics.csv")
+    )
     assert sorted(zip(metrics["stage"], metrics["tta"], strict=True)) == [
         (s, t) for s in ("baseline", "efm", "finetune") for t in (False, True)
     ]
     for stage in ("baseline", "efm", "finetune"):
         epoch = metrics.loc[metrics["stage"] == stage, "checkpoint_epoch"].unique().tolist()
         assert epoch == [load_checkpoint(demo_run, stage)["epoch"]]  # its own best checkpoint
-    table = pd.read_csv(latest_version(demo_run, "data/08_reporting/stage_table.csv"))
+    table = pd.read_csv(latest_version(demo_run, "data/local/08_reporting/stage_table.csv"))
     assert table.iloc[:, 0].tolist() == ["Baseline", "+EFM", "+EFM fine-tuning"]
-    figures = latest_version(demo_run, "data/08_reporting/figures")
+    figures = latest_version(demo_run, "data/local/08_reporting/figures")
     names = sorted(p.name for p in figures.iterdir())
     assert "training_curves.png" in names and "qualitative.png" in names
     assert "efm_efm_evolution.png" in names and "efm_efm_difference.png" in names
     for name in names:
         with Image.open(figures / name) as image:
             assert image.width >= 400 and image.height >= 150, name  # text-only figures are short
-    html = latest_version(demo_run, "data/08_reporting/report.html").read_text()
+    html = latest_version(demo_run, "data/local/08_reporting/report.html").read_text()
     assert html.count("data:image/png;base64,") == len(names)
     assert "Stage comparison" in html

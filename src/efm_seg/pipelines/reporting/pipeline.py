@@ -1,4 +1,4 @@
-"""Reporting pipeline: tables → figures → report, all under ``data/08_reporting``."""
+"""Reporting pipeline: tables → figures → report, all under ``data/<env>/08_reporting``."""
 
 from kedro.pipeline import Node, Pipeline
 
