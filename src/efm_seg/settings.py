@@ -3,6 +3,7 @@
 import os
 
 from efm_seg.config_loader import ProjectConfigLoader
+from efm_seg.run_lock import RunLockHook
 
 # Nothing phones home: the project's .telemetry file already withholds consent; this also
 # covers a session started from another working directory.
@@ -15,3 +16,6 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
 }
+
+# One writing run per data root (data/<env>): a second is refused, naming the first.
+HOOKS = (RunLockHook(),)
