@@ -184,6 +184,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (project / "conf" / "local" / "parameters_efm.yml").write_text(
         yaml.safe_dump({"efm_method": DEMO_EFM_METHOD})
     )
+    # Figures at a low resolution: rendering them is most of the run's time.
+    (project / "conf" / "local" / "parameters_reporting.yml").write_text(
+        yaml.safe_dump({"reporting": {"title": "tiny run", "dpi": 50}})
+    )
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(project)
         monkeypatch.setenv("DO_NOT_TRACK", "1")

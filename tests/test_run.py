@@ -108,6 +108,7 @@ def test_bad_input_writes_nothing(kedro_project):
     with pytest.raises(Exception, match=r"scene_003_sat\.jpg"):
         run(kedro_project, ["ingestion"])
     assert list((kedro_project / "data/local/02_intermediate/manifest.csv").iterdir()) == []
+    assert not (kedro_project / "data/local/.run.lock").exists()  # released after the failure
 
 
 @pytest.mark.realdata

@@ -7,6 +7,11 @@ it succeeded or failed. A second run on the same root is refused with a message 
 holder (pid, host, start time, command). A lock left by a run that was killed (its process is gone
 from this host) is taken over, with a warning. Runs in other environments have other data roots
 and never wait for each other.
+
+Holding the lock, a run is the root's only writer, so it then removes what interrupted writes
+left behind: the hidden staging and retired folders of the sample store (``.<name>.tmp-*``,
+``.<name>.old-*``) and the temporary files of atomic saves (``.<name>.*.tmp``), with any version
+folder that held nothing else. No later run ever loaded them; now they no longer take space.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 import socket
 import sys
 import time
@@ -29,6 +36,34 @@ LOCK_NAME = ".run.lock"
 _UNWRITTEN_GRACE_S = 10.0
 """A lock file that is still empty or unreadable is a run being started for this long; after
 that it is the debris of a run killed while writing it."""
+
+
+_DEBRIS = re.compile(r"^\..+(\.tmp|\.tmp-[0-9a-f]+|\.old-[0-9a-f]+)$")
+"""Names of staging files and folders (efm_seg.data.samples.write_store,
+efm_seg.datasets.checkpoint.atomic_write)."""
+
+
+def sweep_staging_debris(root: Path) -> list[Path]:
+    """Remove the leftovers of interrupted writes below ``root``; return what was removed.
+
+    Call only while holding the root's lock: a running writer's staging files look the same.
+    """
+    removed: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*filenames, *dirnames]:
+            if not _DEBRIS.match(name):
+                continue
+            path = Path(dirpath) / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                dirnames.remove(name)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+            parent = path.parent
+            if parent != root and not any(parent.iterdir()):
+                parent.rmdir()  # a version folder the interrupted save had just created
+    return removed
 
 
 class RunLockedError(RuntimeError):
@@ -142,6 +177,14 @@ class RunLockHook:
             return
         self._lock = RunLock(self._root)
         self._lock.acquire()
+        removed = sweep_staging_debris(self._root)
+        if removed:
+            logger.warning(
+                "Removed %d leftover(s) of interrupted writes under %s: %s",
+                len(removed),
+                self._root,
+                [str(path.relative_to(self._root)) for path in removed[:5]],
+            )
 
     @hook_impl
     def after_pipeline_run(self, run_params, run_result, pipeline, catalog) -> None:

@@ -205,20 +205,48 @@ def _listing(items: list[str], limit: int = 8) -> str:
     return shown + (f" … and {len(items) - limit} more" if len(items) > limit else "")
 
 
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".webp")
+"""Files whose compression changes pixel values: fine for images, wrong for masks."""
+
+LOSSLESS_MASK_HINT = (
+    "masks must be stored losslessly (PNG, TIFF, BMP): JPEG compression blends colours at "
+    "every class edge into values that belong to no class"
+)
+
+
 @dataclass(frozen=True)
 class RawFolder:
-    """A read-only raw dataset folder. Cheap to pickle: worker processes reopen files by path."""
+    """A read-only raw dataset folder. Cheap to pickle: worker processes reopen files by path.
+
+    Attributes:
+        root: The folder.
+        max_image_pixels: Pillow's decompression-bomb guard: a file of more than twice this
+            many pixels is refused. ``None`` keeps Pillow's default (89 478 485).
+    """
 
     root: Path
+    max_image_pixels: int | None = None
 
     def list_files(self) -> list[str]:
-        """Every regular file below the root as a posix path relative to it; hidden ones skipped."""
+        """Every regular file below the root as a posix path relative to it; hidden ones skipped.
+
+        Symbolic links to folders are followed (a dataset assembled from links is read whole),
+        each real folder once, so a link back to an ancestor cannot loop.
+        """
         found: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        seen: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
+            info = os.stat(dirpath)
+            if (info.st_dev, info.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((info.st_dev, info.st_ino))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             base = Path(dirpath).relative_to(self.root)
             found.extend(
-                (base / name).as_posix() for name in sorted(filenames) if not name.startswith(".")
+                (base / name).as_posix()
+                for name in sorted(filenames)
+                if not name.startswith(".") and os.path.isfile(os.path.join(dirpath, name))
             )
         return found
 
@@ -228,15 +256,28 @@ class RawFolder:
     def open(self, relpath: str) -> Image.Image:
         """Open and fully decode an image, so truncated files fail here and not later."""
         path = self.path(relpath)
+        # Pillow reads its guard from a module global: set this folder's for the one call, so
+        # that no other folder (or test) in the process inherits it.
+        previous = Image.MAX_IMAGE_PIXELS
+        if self.max_image_pixels is not None:
+            Image.MAX_IMAGE_PIXELS = self.max_image_pixels
         try:
             image = Image.open(path)
             image.load()
+        except Image.DecompressionBombError as exc:
+            raise ValueError(
+                f"is larger than Pillow's decompression-bomb guard allows ({exc}). If the file "
+                "is genuine, raise max_image_pixels of the raw_dataset entry in catalog.yml "
+                "(e.g. max_image_pixels: 400000000)"
+            ) from None
         except UnidentifiedImageError:
             raise ValueError("is not an image file PIL can read") from None
         except (OSError, SyntaxError) as exc:
             raise ValueError(
                 f"cannot be decoded ({exc}); the file is truncated or corrupt"
             ) from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
         return image
 
 

@@ -25,6 +25,7 @@ from kedro.io.core import (
     AbstractVersionedDataset,
     DatasetError,
     Version,
+    VersionNotFoundError,
     get_protocol_and_path,
 )
 
@@ -81,8 +82,24 @@ class _LocalVersionedDataset(AbstractVersionedDataset[Any, Any]):
         super().__init__(filepath=PurePosixPath(path), version=version)
 
     def _load_file(self) -> Path:
-        path = Path(self._get_load_path())
+        try:
+            path = Path(self._get_load_path())
+        except VersionNotFoundError:
+            raise DatasetError(
+                f"nothing has been saved at {self._filepath} yet in this environment: run the "
+                "pipeline that writes it first (a stage's checkpoint comes from that stage, e.g. "
+                "kedro run --pipelines baseline before --pipelines efm)"
+            ) from None
         if not path.is_file():
+            requested = self._version.load if self._version else None
+            if requested:
+                saved = sorted(
+                    v.name for v in Path(self._filepath).glob("*") if (v / path.name).is_file()
+                )
+                raise DatasetError(
+                    f"version {requested} of {self._filepath} does not exist (saved versions: "
+                    f"{', '.join(saved) or 'none'}); check --load-versions"
+                )
             raise DatasetError(f"{path} does not exist")
         return path
 

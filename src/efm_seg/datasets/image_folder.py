@@ -24,10 +24,32 @@ class ImageFolderDataset(AbstractDataset[Any, RawFolder]):
         raw_dataset:
           type: efm_seg.datasets.ImageFolderDataset
           path: ${runtime_params:raw_root, ../shared/data/dubai_aerial}
+
+    Args:
+        path: The folder. Symbolic links inside it are followed.
+        max_image_pixels: Pillow's decompression-bomb guard: files of more than twice this many
+            pixels are refused, naming the file. Raise it for genuine very large scenes;
+            ``None`` keeps Pillow's default (89 478 485).
+        metadata: Free-form metadata (kedro-viz shows it).
     """
 
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        max_image_pixels: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if max_image_pixels is not None and (
+            isinstance(max_image_pixels, bool)
+            or not isinstance(max_image_pixels, int)
+            or max_image_pixels < 1
+        ):
+            raise DatasetError(
+                f"raw_dataset max_image_pixels: {max_image_pixels!r} must be a positive integer "
+                "(or null for Pillow's default)"
+            )
         self._path = Path(path)
+        self._max_image_pixels = max_image_pixels
         self.metadata = metadata
 
     def load(self) -> RawFolder:
@@ -37,7 +59,7 @@ class ImageFolderDataset(AbstractDataset[Any, RawFolder]):
                 "put the data there or point the catalog at it, e.g. "
                 "kedro run --env <env> --params raw_root=/path/to/data"
             )
-        return RawFolder(root=self._path.resolve())
+        return RawFolder(root=self._path.resolve(), max_image_pixels=self._max_image_pixels)
 
     def save(self, data: Any) -> None:
         raise DatasetError(f"{self._path} is raw input and is never written by the pipelines")
@@ -46,7 +68,7 @@ class ImageFolderDataset(AbstractDataset[Any, RawFolder]):
         return self._path.is_dir()
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
+        return {"path": str(self._path), "max_image_pixels": self._max_image_pixels}
 
 
 class SyntheticSceneFolderDataset(ImageFolderDataset):
@@ -64,9 +86,10 @@ class SyntheticSceneFolderDataset(ImageFolderDataset):
         seed: int = 0,
         min_size: int = 256,
         max_size: int = 384,
+        max_image_pixels: int | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(path, metadata)
+        super().__init__(path, max_image_pixels, metadata)
         self._generator_args = {
             "n_scenes": n_scenes,
             "seed": seed,

@@ -12,6 +12,8 @@ import pandas as pd
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.parallel import parallel_map, resolve_workers
 from efm_seg.data.raw import (
+    LOSSLESS_MASK_HINT,
+    LOSSY_SUFFIXES,
     DatasetValidationError,
     Layout,
     PairInspection,
@@ -77,6 +79,13 @@ def build_manifest(
         + _file_problems(inspections)
         + _unknown_value_problems(inspections, pairing.pairs, scheme)
     )
+    lossy = [pair.mask for pair in pairing.pairs if pair.mask.lower().endswith(LOSSY_SUFFIXES)]
+    if lossy:
+        note = f"{len(lossy)} mask(s) are lossy files (e.g. {lossy[:3]}): {LOSSLESS_MASK_HINT}"
+        if problems:
+            problems.append(note)
+        else:
+            logger.warning("%s; check that no label was changed", note)
     if problems:
         raise DatasetValidationError(
             f"{len(problems)} problem(s) in raw dataset {raw.root}; nothing was written:\n- "
