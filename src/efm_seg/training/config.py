@@ -7,47 +7,30 @@ stages differ only in what they override.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+from pydantic import ValidationError
+
+from efm_seg.parameters import (
+    EFMMethodParams,
+    StageOverrides,
+    TrainingParams,
+    deep_merge,
+    describe,
+    stage_recipe,
+)
+
+__all__ = ["ConfigError", "EFMSchedule", "TrainConfig", "deep_merge"]
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 EFMSource = Literal["per_sample", "online", "validation_prior"]
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` merged in, recursively for nested mappings."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 class ConfigError(ValueError):
     """A training parameter is missing, unknown or out of range; the message names it."""
-
-
-def _check_keys(params: Mapping[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
-
-
-def _number(value: Any, name: str, *, low: float, high: float | None = None, integer: bool = False):
-    """``value`` if it is a number (an integer where asked) in range, else a ConfigError."""
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"{name}: {value!r} must be {'an integer' if integer else 'a number'}")
-    if value < low or (high is not None and value > high):
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ConfigError(f"{name}: {value!r} must be {bound}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -98,117 +81,57 @@ class TrainConfig:
     loss: dict[str, Any] = field(default_factory=dict)
     efm_map: dict[str, Any] = field(default_factory=dict)
 
-    KNOWN = frozenset(
-        {
-            "model", "epochs", "batch_size", "optimizer", "scheduler", "grad_clip", "precision",
-            "ema", "device", "seed", "num_workers", "augment", "efm", "snapshots", "init_from",
-        }
-    )  # fmt: skip
-
     @classmethod
     def from_params(
         cls,
         stage: str,
-        training: Mapping[str, Any],
-        overrides: Mapping[str, Any] | None,
-        efm_method: Mapping[str, Any],
+        training: Mapping[str, Any] | TrainingParams,
+        overrides: Mapping[str, Any] | StageOverrides | None,
+        efm_method: Mapping[str, Any] | EFMMethodParams,
     ) -> TrainConfig:
-        """Merge a stage's overrides into the shared ``training`` block and validate.
+        """Merge a stage's overrides into the shared ``training`` block (both validated by
+        their schemas in :mod:`efm_seg.parameters`).
 
         Args:
             stage: The stage name (``baseline``, ``efm``, ``finetune``), used in messages.
             training: ``params:training``, the shared recipe.
-            overrides: ``params:<stage>.training``, what this stage changes.
+            overrides: ``params:<stage>.overrides``, what this stage changes.
             efm_method: ``params:efm_method`` (``map`` and ``loss`` of ``efm_seg.efm``).
+
+        Raises:
+            ConfigError: naming ``<stage>.training.<key>``, its value and what is allowed.
         """
-        params = deep_merge(training, overrides or {})
-        where = f"{stage}.training"
-        _check_keys(params, set(cls.KNOWN), where)
-
-        model = params.get("model") or {}
-        _check_keys(model, {"arch", "encoder", "encoder_weights"}, f"{where}.model")
-        weights = model.get("encoder_weights")
-        if isinstance(weights, str) and weights.lower() in ("none", "null", "random", ""):
-            weights = None
-
-        optimizer = params.get("optimizer") or {}
-        _check_keys(optimizer, {"lr", "weight_decay"}, f"{where}.optimizer")
-        scheduler = params.get("scheduler", "cosine") or "none"
-        if scheduler not in ("cosine", "none"):
-            raise ConfigError(f"{where}.scheduler: {scheduler!r} must be 'cosine' or 'none'")
-        grad_clip = params.get("grad_clip")
-        if grad_clip is not None:
-            grad_clip = _number(grad_clip, f"{where}.grad_clip", low=0.0) or None
-        precision = params.get("precision", "auto")
-        if precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"{where}.precision: {precision!r} must be auto, fp32, bf16 or fp16")
-
-        ema = params.get("ema") or {}
-        _check_keys(ema, {"enabled", "decay"}, f"{where}.ema")
-        efm = params.get("efm") or {}
-        _check_keys(efm, {"enabled", "source", "start_epoch", "every"}, f"{where}.efm")
-        source = efm.get("source", "per_sample")
-        if source not in ("per_sample", "online", "validation_prior"):
-            raise ConfigError(
-                f"{where}.efm.source: {source!r} must be per_sample, online or validation_prior"
-            )
-        snapshots = params.get("snapshots") or {}
-        _check_keys(snapshots, {"count"}, f"{where}.snapshots")
-        init_from = params.get("init_from")
-        if init_from not in (None, "previous"):
-            raise ConfigError(
-                f"{where}.init_from: {init_from!r} must be null (a fresh, seeded initialisation) "
-                "or 'previous' (the previous stage's best checkpoint)"
-            )
-        device = str(params.get("device", "auto"))
-        if device != "auto":
-            try:
-                torch.device(device)
-            except RuntimeError as exc:
-                raise ConfigError(f"{where}.device: {device!r} is not a device ({exc})") from None
-
-        map_params = dict((efm_method or {}).get("map") or {})
-        loss_params = dict((efm_method or {}).get("loss") or {})
-        _check_keys(map_params, {"alpha", "sigma"}, "efm_method.map")
-
+        try:
+            recipe = stage_recipe(training, overrides)
+        except ValidationError as exc:
+            raise ConfigError(describe(exc, f"{stage}.training")) from None
+        try:
+            method = EFMMethodParams.model_validate(efm_method or {})
+        except ValidationError as exc:
+            raise ConfigError(describe(exc, "efm_method")) from None
         return cls(
             stage=stage,
-            arch=str(model.get("arch", "FPN")),
-            encoder=str(model.get("encoder", "resnet34")),
-            encoder_weights=weights,
-            epochs=_number(params.get("epochs"), f"{where}.epochs", low=1, integer=True),
-            batch_size=_number(
-                params.get("batch_size"), f"{where}.batch_size", low=1, integer=True
-            ),
-            lr=_number(optimizer.get("lr"), f"{where}.optimizer.lr", low=0.0),
-            weight_decay=_number(
-                optimizer.get("weight_decay", 0.0), f"{where}.optimizer.weight_decay", low=0.0
-            ),
-            scheduler=scheduler,
-            grad_clip=grad_clip,
-            precision=precision,
-            ema_enabled=bool(ema.get("enabled", False)),
-            ema_decay=_number(ema.get("decay", 0.999), f"{where}.ema.decay", low=0.0, high=1.0),
-            device=device,
-            seed=_number(params.get("seed", 0), f"{where}.seed", low=0, integer=True),
-            num_workers=_number(
-                params.get("num_workers", 0), f"{where}.num_workers", low=0, integer=True
-            ),
-            augment=dict(params.get("augment") or {}),
-            efm=EFMSchedule(
-                enabled=bool(efm.get("enabled", False)),
-                source=source,
-                start_epoch=_number(
-                    efm.get("start_epoch", 5), f"{where}.efm.start_epoch", low=1, integer=True
-                ),
-                every=_number(efm.get("every", 2), f"{where}.efm.every", low=1, integer=True),
-            ),
-            snapshot_count=_number(
-                snapshots.get("count", 4), f"{where}.snapshots.count", low=0, integer=True
-            ),
-            init_from=init_from,
-            loss=loss_params,
-            efm_map=map_params,
+            arch=recipe.model.arch,
+            encoder=recipe.model.encoder,
+            encoder_weights=recipe.model.encoder_weights,
+            epochs=recipe.epochs,
+            batch_size=recipe.batch_size,
+            lr=recipe.optimizer.lr,
+            weight_decay=recipe.optimizer.weight_decay,
+            scheduler=recipe.scheduler,
+            grad_clip=recipe.grad_clip or None,
+            precision=recipe.precision,
+            ema_enabled=recipe.ema.enabled,
+            ema_decay=recipe.ema.decay,
+            device=recipe.device,
+            seed=recipe.seed,
+            num_workers=recipe.num_workers,
+            augment=dict(recipe.augment),
+            efm=EFMSchedule(**recipe.efm.model_dump()),
+            snapshot_count=recipe.snapshots.count,
+            init_from=recipe.init_from,
+            loss=method.loss.model_dump(),
+            efm_map=method.map.model_dump(),
         )
 
     def resolve_device(self) -> torch.device:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from efm_seg.parameters import EFMLossParams
 from efm_seg.pipelines.training.nodes import stage_trainer
 from tests.conftest import DATASET_PARAMS, PALETTE, write_tiny_store
 
@@ -47,7 +48,8 @@ def test_overrides_and_efm_settings_reach_the_trainer(efm_stage):
     config = checkpoint["config"]
     assert checkpoint["stage"] == config["stage"] == "efm"
     assert config["efm_map"] == EFM_METHOD["map"]
-    assert config["loss"] == EFM_METHOD["loss"]
+    # The checkpoint records every effective value: the given ones, the defaults for the rest.
+    assert config["loss"] == {**EFMLossParams().model_dump(), **EFM_METHOD["loss"]}
     assert config["lr"] == 3.0e-4 and config["ema_decay"] == 0.3
     assert config["efm"] == {"enabled": True, "source": "online", "start_epoch": 1, "every": 3}
     assert config["weight_decay"] == TRAINING["optimizer"]["weight_decay"]  # kept from training

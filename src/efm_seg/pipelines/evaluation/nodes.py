@@ -8,18 +8,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import ValidationError
 from torch.utils.data import DataLoader
 
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
 from efm_seg.evaluation import SegmentationEvaluator, predict_probs
+from efm_seg.parameters import DatasetParams, EvaluationParams, as_mapping, describe
 from efm_seg.pipelines.training.nodes import split_ids
 from efm_seg.training.data import SegmentationSamples
 from efm_seg.training.models import model_from_checkpoint
 
 logger = logging.getLogger(__name__)
-
-KNOWN = {"split", "batch_size", "device", "tta", "boundary", "calibration_bins", "qualitative"}
 
 
 def _device(name: str) -> torch.device:
@@ -33,8 +33,8 @@ def evaluate_stage(
     checkpoint: dict[str, Any],
     samples: SampleStore,
     split: pd.DataFrame,
-    dataset: dict[str, Any],
-    evaluation: dict[str, Any],
+    dataset: DatasetParams,
+    evaluation: EvaluationParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """Score one stage's best checkpoint on the test split, without and with TTA.
 
@@ -52,37 +52,37 @@ def evaluate_stage(
         Overall metrics (one row per TTA setting), per-class metrics, and predictions for the
         first ``qualitative.count`` test images plus the confusion matrices.
     """
-    unknown = sorted(set(evaluation) - KNOWN)
-    if unknown:
-        raise ValueError(f"evaluation: unknown key(s) {unknown}; expected some of {sorted(KNOWN)}")
-    scheme = LabelScheme.from_params(dataset)
+    try:
+        settings = EvaluationParams.model_validate(evaluation)
+    except ValidationError as exc:
+        raise ValueError(describe(exc, "evaluation")) from None
+    scheme = LabelScheme.from_params(as_mapping(dataset))
     if list(checkpoint.get("classes", [])) != list(scheme.classes):
         raise ValueError(
             f"{stage}: the checkpoint was trained on classes {checkpoint.get('classes')}, but "
             f"dataset.classes is {list(scheme.classes)}"
         )
-    subset = evaluation.get("split", "test")
+    subset = settings.split
     ids = split_ids(split, samples).get(subset)
     if not ids:
         raise ValueError(f"evaluation.split: the split table has no {subset!r} samples")
-    device = _device(str(evaluation.get("device", "auto")))
+    device = _device(settings.device)
     model = model_from_checkpoint(checkpoint).to(device)
-    boundary = dict(evaluation.get("boundary") or {})
-    settings = [False, True] if evaluation.get("tta", True) else [False]
+    modes = [False, True] if settings.tta else [False]
     evaluators = {
         tta: SegmentationEvaluator(
             scheme.num_classes,
             ignore_index=scheme.ignore_index,
-            boundary=boundary,
-            calibration_bins=evaluation.get("calibration_bins", 15),
+            boundary=settings.boundary.model_dump(),
+            calibration_bins=settings.calibration_bins,
         )
-        for tta in settings
+        for tta in modes
     }
-    count = int((evaluation.get("qualitative") or {}).get("count", 4))
+    count = settings.qualitative.count
     shown = sorted(ids)[:count]
     loader = DataLoader(
         SegmentationSamples(samples, shown + [i for i in ids if i not in set(shown)]),
-        batch_size=int(evaluation.get("batch_size", 8)),
+        batch_size=settings.batch_size,
     )
     predictions: list[np.ndarray] = []
     with torch.no_grad():
@@ -92,7 +92,7 @@ def evaluate_stage(
             for tta, evaluator in evaluators.items():
                 probs = predict_probs(model, images, tta=tta)
                 evaluator.update(probs, masks)
-                if tta == settings[-1] and len(predictions) < len(shown):
+                if tta == modes[-1] and len(predictions) < len(shown):
                     take = len(shown) - len(predictions)
                     labels = probs.argmax(dim=1)[:take].to(torch.uint8).cpu().numpy()
                     predictions.extend(labels)
@@ -136,8 +136,8 @@ def stage_evaluator(stage: str):
         checkpoint: dict[str, Any],
         samples: SampleStore,
         split: pd.DataFrame,
-        dataset: dict[str, Any],
-        evaluation: dict[str, Any],
+        dataset: DatasetParams,
+        evaluation: EvaluationParams,
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
         return evaluate_stage(stage, checkpoint, samples, split, dataset, evaluation)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from functools import partial
-from typing import Any
 
 import pandas as pd
 
@@ -22,6 +21,7 @@ from efm_seg.data.raw import (
     inspect_pair,
     pair_files,
 )
+from efm_seg.parameters import DatasetParams, IngestionParams, as_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ MAX_LISTED = 12
 
 
 def build_manifest(
-    raw: RawFolder, dataset: dict[str, Any], ingestion: dict[str, Any]
+    raw: RawFolder, dataset: DatasetParams, ingestion: IngestionParams
 ) -> pd.DataFrame:
     """Find, pair and validate every sample of a raw folder; one manifest row per sample.
 
@@ -47,7 +47,8 @@ def build_manifest(
         Columns ``sample_id, group, image, mask, width, height`` and ``px_<class>`` pixel
         counts per class plus ``px_ignore``; paths are relative to the raw folder.
     """
-    scheme = LabelScheme.from_params(dataset)
+    scheme = LabelScheme.from_params(as_mapping(dataset))
+    ingestion = as_mapping(ingestion)
     layout_params = {k: v for k, v in ingestion.items() if k != "workers"}
     layout = Layout.from_params(layout_params)
 

@@ -21,6 +21,7 @@ from efm_seg.data.labels import LabelScheme
 from efm_seg.data.parallel import parallel_map, resolve_workers
 from efm_seg.data.raw import DatasetValidationError, RawFolder
 from efm_seg.data.samples import EncodedSample
+from efm_seg.parameters import DatasetParams, PreprocessingParams, as_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,10 @@ def _encode_one(
 
 
 def encode_samples(
-    raw: RawFolder, manifest: pd.DataFrame, dataset: dict[str, Any], preprocessing: dict[str, Any]
+    raw: RawFolder,
+    manifest: pd.DataFrame,
+    dataset: DatasetParams,
+    preprocessing: PreprocessingParams,
 ) -> tuple[dict[str, EncodedSample], pd.DataFrame]:
     """Resize (or tile) every manifest sample and encode its labels, in parallel.
 
@@ -164,8 +168,8 @@ def encode_samples(
         The encoded samples by id, and an index with one row per encoded sample: its source,
         group, position in the source (tile mode) and per-class pixel counts.
     """
-    config = PreprocessingConfig.from_params(preprocessing)
-    scheme = LabelScheme.from_params(dataset)
+    config = PreprocessingConfig.from_params(as_mapping(preprocessing))
+    scheme = LabelScheme.from_params(as_mapping(dataset))
     expected = {"sample_id", "group", "image", "mask", "width", "height"}
     missing = sorted(expected - set(manifest.columns))
     if missing:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
+from efm_seg.parameters import (
+    DatasetParams,
+    EFMMethodParams,
+    EvaluationParams,
+    PreprocessingParams,
+    ReportingParams,
+    StageOverrides,
+    TrainingParams,
+    as_mapping,
+)
 from efm_seg.reporting import (
     STAGE_LABELS,
     confusion_figure,
@@ -106,8 +114,8 @@ def make_figures(
     finetune_predictions: dict[str, np.ndarray],
     per_class: pd.DataFrame,
     samples: SampleStore,
-    dataset: dict[str, Any],
-    reporting: dict[str, Any],
+    dataset: DatasetParams,
+    reporting: ReportingParams,
 ) -> tuple[dict[str, Figure], dict[str, bytes]]:
     """Every figure of the report, as figures (saved as PNG files) and as PNG bytes.
 
@@ -115,8 +123,8 @@ def make_figures(
         ``{file name: Figure}`` for the figures folder, and the same figures as PNG bytes (in
         report order) for the HTML report.
     """
-    scheme = LabelScheme.from_params(dataset)
-    dpi = int(reporting.get("dpi", 110))
+    scheme = LabelScheme.from_params(as_mapping(dataset))
+    dpi = ReportingParams.model_validate(reporting).dpi
     histories = dict(zip(STAGES, (baseline_history, efm_history, finetune_history), strict=True))
     snapshots = dict(
         zip(STAGES, (baseline_snapshots, efm_snapshots, finetune_snapshots), strict=True)
@@ -170,27 +178,29 @@ def make_report(
     stage_table_no_tta: pd.DataFrame,
     per_class_table: pd.DataFrame,
     figure_png: dict[str, bytes],
-    dataset: dict[str, Any],
-    preprocessing: dict[str, Any],
-    training: dict[str, Any],
-    efm_method: dict[str, Any],
-    evaluation: dict[str, Any],
-    reporting: dict[str, Any],
-    baseline_overrides: dict[str, Any],
-    efm_overrides: dict[str, Any],
-    finetune_overrides: dict[str, Any],
+    dataset: DatasetParams,
+    preprocessing: PreprocessingParams,
+    training: TrainingParams,
+    efm_method: EFMMethodParams,
+    evaluation: EvaluationParams,
+    reporting: ReportingParams,
+    baseline_overrides: StageOverrides,
+    efm_overrides: StageOverrides,
+    finetune_overrides: StageOverrides,
 ) -> str:
     """One self-contained HTML page: the configuration, the tables and every figure."""
+    dataset = as_mapping(dataset)
     configuration = {
         "dataset": dataset,
-        "preprocessing": preprocessing,
-        "training (shared)": training,
-        "baseline overrides": baseline_overrides,
-        "efm overrides": efm_overrides,
-        "finetune overrides": finetune_overrides,
-        "efm_method": efm_method,
-        "evaluation": evaluation,
+        "preprocessing": as_mapping(preprocessing),
+        "training (shared)": as_mapping(training),
+        "baseline overrides": as_mapping(baseline_overrides),
+        "efm overrides": as_mapping(efm_overrides),
+        "finetune overrides": as_mapping(finetune_overrides),
+        "efm_method": as_mapping(efm_method),
+        "evaluation": as_mapping(evaluation),
     }
+    reporting = as_mapping(reporting)
     tables = [
         (
             "Stage comparison (test split, with TTA)",

@@ -9,50 +9,19 @@ configured group (a tile, a scene), so nothing seen in training leaks into evalu
 from __future__ import annotations
 
 import logging
-import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
+
+from efm_seg.parameters import SplitParams, describe
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 
 
-def _validate(params: dict[str, Any]) -> tuple[dict[str, float], int, str]:
-    where = "split"
-    known = {"fractions", "seed", "group_by"}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
-    fractions = params.get("fractions") or {}
-    if set(fractions) != set(SPLITS):
-        raise ValueError(f"{where}.fractions: give exactly {list(SPLITS)}, got {sorted(fractions)}")
-    for name, value in fractions.items():
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise ValueError(f"{where}.fractions.{name}: {value!r} must be a number in [0, 1]")
-    total = sum(fractions.values())
-    if not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise ValueError(
-            f"{where}.fractions: {dict(fractions)} sum to {total:g}, not 1 "
-            "(the paper: train 0.8, val 0.1, test 0.1 — test carved from the 20% validation)"
-        )
-    if fractions["train"] == 0:
-        raise ValueError(f"{where}.fractions.train must be > 0")
-    seed = params.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"{where}.seed: {seed!r} must be an integer")
-    group_by = params.get("group_by", "group")
-    if group_by not in ("group", "source"):
-        raise ValueError(
-            f"{where}.group_by: {group_by!r} must be 'group' (the configured group, e.g. a "
-            "tile) or 'source' (each source image)"
-        )
-    return {k: float(v) for k, v in fractions.items()}, seed, group_by
-
-
-def split_samples(encoded_index: pd.DataFrame, split: dict[str, Any]) -> pd.DataFrame:
+def split_samples(encoded_index: pd.DataFrame, split: SplitParams) -> pd.DataFrame:
     """Assign every encoded sample to train, val or test.
 
     Whole groups are assigned greedily, rarest classes first: each group goes to the split
@@ -63,13 +32,18 @@ def split_samples(encoded_index: pd.DataFrame, split: dict[str, Any]) -> pd.Data
     Args:
         encoded_index: The preprocessing index (``sample_id``, ``source_id``, ``group`` and
             ``px_<class>`` counts).
-        split: ``params:split``: ``fractions`` (``train``/``val``/``test``, summing to 1),
-            ``seed`` and ``group_by`` (``group`` or ``source``).
+        split: ``params:split`` (:class:`~efm_seg.parameters.SplitParams`): ``fractions``
+            (``train``/``val``/``test``, summing to 1), ``seed`` and ``group_by`` (``group``
+            or ``source``).
 
     Returns:
         ``sample_id, source_id, group, split``, in the index's order.
     """
-    fractions, seed, group_by = _validate(split)
+    try:
+        params = SplitParams.model_validate(split)
+    except ValidationError as exc:
+        raise ValueError(describe(exc, "split")) from None
+    fractions, seed, group_by = params.fractions.model_dump(), params.seed, params.group_by
     key = "group" if group_by == "group" else "source_id"
     class_columns = [c for c in encoded_index.columns if c.startswith("px_") and c != "px_ignore"]
     if encoded_index.empty or not class_columns:

@@ -10,6 +10,13 @@ import pandas as pd
 
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
+from efm_seg.parameters import (
+    DatasetParams,
+    EFMMethodParams,
+    StageOverrides,
+    TrainingParams,
+    as_mapping,
+)
 from efm_seg.training.config import TrainConfig
 from efm_seg.training.trainer import Trainer
 
@@ -39,10 +46,10 @@ def train_stage(
     stage: str,
     samples: SampleStore,
     split: pd.DataFrame,
-    dataset: dict[str, Any],
-    efm_method: dict[str, Any],
-    training: dict[str, Any],
-    overrides: dict[str, Any] | None,
+    dataset: DatasetParams,
+    efm_method: EFMMethodParams,
+    training: TrainingParams,
+    overrides: StageOverrides | None,
     init_checkpoint: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, np.ndarray]]:
     """Train one stage and return its best checkpoint, history and EFM snapshots.
@@ -62,7 +69,7 @@ def train_stage(
         the EFM/entropy snapshots of a fixed set of validation images.
     """
     config = TrainConfig.from_params(stage, training, overrides, efm_method)
-    scheme = LabelScheme.from_params(dataset)
+    scheme = LabelScheme.from_params(as_mapping(dataset))
     if config.init_from == "previous" and init_checkpoint is None:
         raise ValueError(
             f"{stage}.overrides.init_from is 'previous' but the {stage} stage has no previous "
@@ -96,10 +103,10 @@ def stage_trainer(stage: str):
     def train(
         samples: SampleStore,
         split: pd.DataFrame,
-        dataset: dict[str, Any],
-        efm_method: dict[str, Any],
-        training: dict[str, Any],
-        overrides: dict[str, Any] | None,
+        dataset: DatasetParams,
+        efm_method: EFMMethodParams,
+        training: TrainingParams,
+        overrides: StageOverrides | None,
         init_checkpoint: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, np.ndarray]]:
         return train_stage(

@@ -1,0 +1,350 @@
+"""One schema per parameter block, validated by Kedro when a session starts.
+
+Every node that reads a block types it with its schema here (``split: SplitParams``), so Kedro
+validates the blocks of the pipelines being run **before any node runs**: a bad split,
+training or evaluation value stops ``kedro run`` before ingestion writes a manifest or
+preprocessing replaces the store. Messages name the parameter, its value and what is allowed.
+
+Nodes begin with ``Schema.model_validate(value)``: Kedro hands them the validated model, and
+the same call turns a plain mapping (a test, a notebook, another framework) into one.
+
+Blocks with a domain object of their own (``dataset`` → :class:`~efm_seg.data.labels.LabelScheme`,
+``ingestion`` → :class:`~efm_seg.data.raw.Layout`, ``preprocessing``) keep their mapping form and
+validate by building that object, so there is one set of rules for each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from efm_seg.efm import (
+    DEFAULT_ALPHA,
+    DEFAULT_ALPHA_F,
+    DEFAULT_BETA_F,
+    DEFAULT_GAMMA,
+    DEFAULT_KERNEL_SIZE,
+    DEFAULT_LABEL_SMOOTHING,
+    DEFAULT_LAMBDA_CE,
+    DEFAULT_LAMBDA_DICE,
+    DEFAULT_SIGMA,
+    DEFAULT_TOPK_RATIO,
+)
+
+
+class Block(BaseModel):
+    """A parameter block: unknown keys are errors, and numbers are not read from strings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` merged in, recursively for nested mappings."""
+    merged = {key: value for key, value in base.items()}
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def describe(error: ValidationError, where: str) -> str:
+    """One line per problem: ``<where>.<key>: <what is allowed> (got <value>)``."""
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"] if not str(part).startswith("function"))
+        name = f"{where}.{key}" if key else where
+        got = f" (got {problem['input']!r})" if "input" in problem else ""
+        what = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            what = "unknown key: no such parameter (check its spelling and its block)"
+        lines.append(f"{name}: {what}{got}")
+    return "; ".join(lines)
+
+
+def check_device(device: str) -> str:
+    """A torch device name, and a GPU that exists when one is asked for."""
+    if device == "auto":
+        return device
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"{device!r} is not a device ({exc}); use auto, cpu or cuda") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{device!r} asks for a CUDA GPU but torch sees none (torch {torch.__version__}); "
+                "use auto (the GPU when there is one) or cpu"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"{device!r}: there are {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+Device = Annotated[str, Field(description="auto | cpu | cuda | cuda:N")]
+
+
+# -- efm_method -----------------------------------------------------------------------------
+class EFMMapParams(Block):
+    """``efm_method.map``: :func:`efm_seg.efm.fingerprint_map` (eqs. 2-5)."""
+
+    alpha: float = Field(DEFAULT_ALPHA, ge=0, le=1)
+    sigma: float = Field(DEFAULT_SIGMA, ge=0)
+
+
+class EFMLossParams(Block):
+    """``efm_method.loss``: :class:`efm_seg.efm.EFMLoss` (eqs. 6-11)."""
+
+    lambda_ce: float = Field(DEFAULT_LAMBDA_CE, ge=0)
+    lambda_dice: float = Field(DEFAULT_LAMBDA_DICE, ge=0)
+    label_smoothing: float = Field(DEFAULT_LABEL_SMOOTHING, ge=0, le=1)
+    alpha_f: float = Field(DEFAULT_ALPHA_F, ge=0)
+    beta_f: float = Field(DEFAULT_BETA_F, gt=0)
+    gamma: float = Field(DEFAULT_GAMMA, ge=0)
+    kernel_size: int = Field(DEFAULT_KERNEL_SIZE, ge=1)
+    topk_ratio: float = Field(DEFAULT_TOPK_RATIO, gt=0, le=1)
+    form: Literal["eq9", "eq7"] = "eq9"
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"must be odd (a window centred on the pixel), got {value}")
+        return value
+
+
+class EFMMethodParams(Block):
+    """``efm_method``: the method's constants, shared by the EFM stages."""
+
+    map: EFMMapParams = EFMMapParams()
+    loss: EFMLossParams = EFMLossParams()
+
+
+# -- training -------------------------------------------------------------------------------
+class ModelParams(Block):
+    arch: str = "FPN"
+    encoder: str = "resnet34"
+    encoder_weights: str | None = None
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        from efm_seg.training.models import architectures
+
+        known = architectures()
+        if value not in known:
+            raise ValueError(f"{value!r} is not an smp architecture; use one of {sorted(known)}")
+        return value
+
+    @field_validator("encoder_weights")
+    @classmethod
+    def _random(cls, value: str | None) -> str | None:
+        return None if value is None or value.lower() in ("none", "null", "random", "") else value
+
+
+class OptimizerParams(Block):
+    """AdamW."""
+
+    lr: float = Field(gt=0, allow_inf_nan=False)
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False)
+
+
+class EMAParams(Block):
+    enabled: bool = False
+    decay: float = Field(0.999, ge=0, le=1)
+
+
+class EFMScheduleParams(Block):
+    enabled: bool = False
+    source: Literal["per_sample", "online", "validation_prior"] = "per_sample"
+    start_epoch: int = Field(5, ge=1)
+    every: int = Field(2, ge=1)
+
+
+class SnapshotParams(Block):
+    count: int = Field(4, ge=0)
+
+
+class TrainingParams(Block):
+    """``training``: the recipe the three stages share (each merges its overrides in)."""
+
+    model: ModelParams = ModelParams()
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    optimizer: OptimizerParams
+    scheduler: Literal["cosine", "none"] = "cosine"
+    grad_clip: float | None = Field(None, ge=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    ema: EMAParams = EMAParams()
+    device: Device = "auto"
+    seed: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0)
+    augment: dict[str, Any] = Field(default_factory=dict)
+    efm: EFMScheduleParams = EFMScheduleParams()
+    snapshots: SnapshotParams = SnapshotParams()
+    init_from: Literal["previous"] | None = None
+
+    @field_validator("scheduler", mode="before")
+    @classmethod
+    def _no_scheduler(cls, value: Any) -> Any:
+        return "none" if value is None else value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return check_device(value)
+
+    @field_validator("augment")
+    @classmethod
+    def _augment(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from efm_seg.training.data import build_transforms
+
+        build_transforms(value, seed=0)  # raises naming augment.<key>
+        return value
+
+
+_OVERRIDE_REFERENCE = {"epochs": 1, "batch_size": 1, "optimizer": {"lr": 1.0}}
+"""A complete recipe for checking a stage's overrides on their own, before they meet
+``training``: every value the overrides give is checked against the schema."""
+
+
+class StageOverrides(RootModel[dict[str, Any]]):
+    """``<stage>.overrides``: what one stage changes in ``training`` (any subset of its keys)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> StageOverrides:
+        if not isinstance(self.root, Mapping):
+            raise ValueError(f"must be a mapping of training keys, got {self.root!r}")
+        TrainingParams.model_validate(deep_merge(_OVERRIDE_REFERENCE, self.root))
+        return self
+
+
+def stage_recipe(training: Any, overrides: Any) -> TrainingParams:
+    """``training`` with a stage's ``overrides`` merged in, validated as a whole."""
+    base = TrainingParams.model_validate(training).model_dump()
+    changes = StageOverrides.model_validate(overrides or {}).root
+    return TrainingParams.model_validate(deep_merge(base, changes))
+
+
+# -- split, evaluation, reporting -----------------------------------------------------------
+class SplitFractions(Block):
+    train: float = Field(gt=0, le=1)
+    val: float = Field(ge=0, le=1)
+    test: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitFractions:
+        total = self.train + self.val + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(
+                f"train {self.train:g}, val {self.val:g}, test {self.test:g} sum to {total:g}, "
+                "not 1 (the paper: 0.8 / 0.1 / 0.1, test carved from the 20% validation)"
+            )
+        return self
+
+
+class SplitParams(Block):
+    """``split``: fractions, seed and what a group is."""
+
+    fractions: SplitFractions
+    seed: int = Field(0, ge=0)
+    group_by: Literal["group", "source"] = "group"
+
+
+class BoundaryParams(Block):
+    dilation_ratio: float = Field(0.02, ge=0, allow_inf_nan=False)
+    pixels: int | None = Field(None, ge=1)
+
+
+class QualitativeParams(Block):
+    count: int = Field(4, ge=0)
+
+
+class EvaluationParams(Block):
+    """``evaluation``: the split scored, the metrics' settings and TTA."""
+
+    split: Literal["train", "val", "test"] = "test"
+    batch_size: int = Field(8, ge=1)
+    device: Device = "auto"
+    tta: bool = True
+    boundary: BoundaryParams = BoundaryParams()
+    calibration_bins: int = Field(15, ge=1)
+    qualitative: QualitativeParams = QualitativeParams()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return check_device(value)
+
+
+class ReportingParams(Block):
+    title: str = "efm-seg run"
+    dpi: int = Field(110, ge=20, le=600)
+
+
+# -- blocks validated by their domain objects -----------------------------------------------
+class DatasetParams(RootModel[dict[str, Any]]):
+    """``dataset``: the label scheme, checked by building it (see ``LabelScheme``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> DatasetParams:
+        from efm_seg.data.labels import LabelScheme
+
+        LabelScheme.from_params(self.root)
+        return self
+
+
+class IngestionParams(RootModel[dict[str, Any]]):
+    """``ingestion``: the path templates and workers, checked by building the layout."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> IngestionParams:
+        from efm_seg.data.parallel import resolve_workers
+        from efm_seg.data.raw import Layout
+
+        Layout.from_params({k: v for k, v in self.root.items() if k != "workers"})
+        resolve_workers(self.root.get("workers", "auto"), 1, "ingestion.workers")
+        return self
+
+
+class PreprocessingParams(RootModel[dict[str, Any]]):
+    """``preprocessing``: mode, size, stride, filter and workers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> PreprocessingParams:
+        from efm_seg.data.parallel import resolve_workers
+        from efm_seg.pipelines.preprocessing.nodes import PreprocessingConfig
+
+        config = PreprocessingConfig.from_params(self.root)
+        resolve_workers(config.workers, 1, "preprocessing.workers")
+        return self
+
+
+def as_mapping(block: Any) -> dict[str, Any]:
+    """A block as a plain mapping, whether Kedro passed its validated model or a dict."""
+    if isinstance(block, RootModel):
+        return dict(block.root)
+    if isinstance(block, BaseModel):
+        return block.model_dump()
+    return dict(block or {})
