@@ -39,6 +39,9 @@ class ProjectConfigLoader(OmegaConfigLoader):
         """The environment this loader reads on top of base (``local`` unless ``--env``)."""
         return self.env or self.default_run_env
 
+    def _run_env_resolver(self) -> str:
+        return self.run_env
+
     def _merge_and_resolve(self, key: str, config_per_file: dict) -> dict[str, Any]:
         if key != "parameters":
             return super()._merge_and_resolve(key, config_per_file)
@@ -52,7 +55,7 @@ class ProjectConfigLoader(OmegaConfigLoader):
     def __getitem__(self, key: str) -> dict[str, Any]:
         # Resolvers are process-wide: register this loader's before each resolution, as Kedro
         # does for runtime_params, so that another session's loader never answers for it.
-        OmegaConf.register_new_resolver("run_env", lambda: self.run_env, replace=True)
+        OmegaConf.register_resolver("run_env", self._run_env_resolver, replace=True)
         config = super().__getitem__(key)
         if key == "catalog":
             self._check_raw_root_is_read()

@@ -106,7 +106,7 @@ def stage_trainer(stage: str):
         dataset: DatasetParams,
         efm_method: EFMMethodParams,
         training: TrainingParams,
-        overrides: StageOverrides | None,
+        overrides: StageOverrides,
         init_checkpoint: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, np.ndarray]]:
         return train_stage(
