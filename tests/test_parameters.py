@@ -40,6 +40,7 @@ SCHEMA_RULES = [
     (TrainingParams, {"init_from": "baseline"}, r"init_from"),
     (TrainingParams, {"device": "gpu9"}, r"device.*'gpu9' is not a device"),
     (StageOverrides, {"epochs": 0}, r"epochs.*greater than or equal to 1"),
+    (TrainingParams, {"precision": "fp16", "device": "cpu"}, r"fp16 needs a CUDA device"),
     (EFMMethodParams, {"loss": {"topk_ratio": 1.5}}, r"loss\.topk_ratio.*less than or equal to 1"),
     (EFMMethodParams, {"map": {"alpha": -0.1}}, r"map\.alpha"),
     (EvaluationParams, {"calibration_bins": 0}, r"calibration_bins"),

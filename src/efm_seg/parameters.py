@@ -15,6 +15,7 @@ validate by building that object, so there is one set of rules for each.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -52,12 +53,12 @@ class Block(BaseModel):
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with ``override`` merged in, recursively for nested mappings."""
-    merged = {key: value for key, value in base.items()}
+    merged = copy.deepcopy(dict(base))
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = deep_merge(merged[key], value)
         else:
-            merged[key] = value
+            merged[key] = copy.deepcopy(value)
     return merged
 
 
@@ -206,6 +207,18 @@ class TrainingParams(Block):
     @classmethod
     def _device(cls, value: str) -> str:
         return check_device(value)
+
+    @model_validator(mode="after")
+    def _fp16_needs_cuda(self) -> TrainingParams:
+        on_cuda = self.device.startswith("cuda") or (
+            self.device == "auto" and torch.cuda.is_available()
+        )
+        if self.precision == "fp16" and not on_cuda:
+            raise ValueError(
+                f"precision: fp16 needs a CUDA device, and this run trains on the CPU (device "
+                f"{self.device!r}); use bf16 or fp32, or auto"
+            )
+        return self
 
     @field_validator("augment")
     @classmethod

@@ -1,5 +1,6 @@
 """Stage configuration: merging, validation, the EFM schedule, device and precision."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -74,9 +75,13 @@ def test_device_and_precision_resolution_on_cpu():
         torch.bfloat16,
         False,
     )
+    fp16 = dataclasses.replace(config, precision="fp16")  # as on a machine with a GPU
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        stage_config(precision="fp16").resolve_precision(torch.device("cpu"))
-    assert stage_config(precision="fp16").resolve_precision(torch.device("cuda")) == (
-        torch.float16,
-        True,
-    )
+        fp16.resolve_precision(torch.device("cpu"))
+    assert fp16.resolve_precision(torch.device("cuda")) == (torch.float16, True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without GPU")
+def test_fp16_without_a_gpu_is_refused_when_the_configuration_is_read():
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        stage_config(precision="fp16")
