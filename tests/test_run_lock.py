@@ -73,3 +73,13 @@ def test_lock_rules(tmp_path):
     old = os.path.getmtime(tmp_path / "root" / LOCK_NAME) - 60
     os.utime(tmp_path / "root" / LOCK_NAME, (old, old))
     RunLock(tmp_path / "root").acquire()
+
+
+def test_the_lock_is_given_back_when_sweeping_debris_fails(kedro_project, monkeypatch):
+    def fail(root):
+        raise PermissionError(f"cannot remove debris under {root}")
+
+    monkeypatch.setattr("efm_seg.run_lock.sweep_staging_debris", fail)
+    with pytest.raises(PermissionError, match="cannot remove debris"):
+        kedro_run(kedro_project, ["ingestion"])
+    assert not (kedro_project / "data/local" / LOCK_NAME).exists()

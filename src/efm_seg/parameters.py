@@ -95,6 +95,13 @@ def check_device(device: str) -> str:
     return device
 
 
+def resolve_device(device: str) -> torch.device:
+    """``auto``: the GPU when torch sees one, else the CPU; any other name as torch reads it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 Device = Annotated[str, Field(description="auto | cpu | cuda | cuda:N")]
 
 
@@ -210,10 +217,7 @@ class TrainingParams(Block):
 
     @model_validator(mode="after")
     def _fp16_needs_cuda(self) -> TrainingParams:
-        on_cuda = self.device.startswith("cuda") or (
-            self.device == "auto" and torch.cuda.is_available()
-        )
-        if self.precision == "fp16" and not on_cuda:
+        if self.precision == "fp16" and resolve_device(self.device).type != "cuda":
             raise ValueError(
                 f"precision: fp16 needs a CUDA device, and this run trains on the CPU (device "
                 f"{self.device!r}); use bf16 or fp32, or auto"
@@ -361,3 +365,43 @@ def as_mapping(block: Any) -> dict[str, Any]:
     if isinstance(block, BaseModel):
         return block.model_dump()
     return dict(block or {})
+
+
+def check_input_sizes(pipeline, catalog) -> None:
+    """Refuse a run whose training stages cannot take the samples they would get.
+
+    Each single parameter block is validated by Kedro at session start; this one spans two: the
+    sample size (``preprocessing.size`` when preprocessing is part of the run, else the size of
+    the store on disk) and each stage's architecture, after its overrides. Without it, a
+    ``kedro run`` would preprocess (replacing the store) and only then find that FPN needs sides
+    divisible by 32.
+    """
+    from efm_seg.data.samples import SampleStore
+    from efm_seg.training.data import sample_shape
+    from efm_seg.training.models import ModelSpec, check_input_size
+
+    names = {node.name for node in pipeline.nodes}
+    stages = sorted(name.removesuffix(".train") for name in names if name.endswith(".train"))
+    if not stages:
+        return
+    if "encode_samples" in names:
+        size = as_mapping(catalog.load("params:preprocessing"))["size"]
+        shape, setting = (size, size), "preprocessing.size"
+    else:
+        try:
+            store = catalog.load("encoded_samples")
+        except Exception:  # no store yet: the training node says so itself
+            return
+        if not isinstance(store, SampleStore) or not store.ids:
+            return
+        shape, setting = sample_shape(store, list(store.ids)), "preprocessing.size (the store's)"
+    num_classes = len(as_mapping(catalog.load("params:dataset"))["classes"])
+    for stage in stages:
+        recipe = stage_recipe(
+            catalog.load("params:training"), catalog.load(f"params:{stage}.overrides")
+        )
+        spec = ModelSpec(recipe.model.arch, recipe.model.encoder, num_classes)
+        try:
+            check_input_size(spec, *shape, setting=setting)
+        except ValueError as exc:
+            raise ValueError(f"{stage} stage: {exc}") from None

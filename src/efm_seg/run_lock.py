@@ -1,7 +1,5 @@
 """One writing run per data root: a lock file that names its holder and recovers from crashes.
 
-(And, before the lock is taken, the checks that span several parameter blocks.)
-
 Two ``kedro run`` processes writing into the same data root would interleave their versions of the
 store, the split and the checkpoints without noticing. :class:`RunLockHook` takes
 ``<data_root>/.run.lock`` before the first node runs and gives it back when the run ends, whether
@@ -31,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+
+from efm_seg.parameters import check_input_sizes
 
 logger = logging.getLogger(__name__)
 
@@ -161,47 +161,6 @@ class RunLock:
         self._held = False
 
 
-def check_input_sizes(pipeline, catalog) -> None:
-    """Refuse a run whose training stages cannot take the samples they would get.
-
-    Each single parameter block is validated by Kedro at session start; this one spans two: the
-    sample size (``preprocessing.size`` when preprocessing is part of the run, else the size of
-    the store on disk) and each stage's architecture, after its overrides. Without it, a
-    ``kedro run`` would preprocess (replacing the store) and only then find that FPN needs sides
-    divisible by 32.
-    """
-    from efm_seg.data.samples import SampleStore
-    from efm_seg.parameters import as_mapping, stage_recipe
-    from efm_seg.training.data import sample_shape
-    from efm_seg.training.models import ModelSpec, check_input_size
-
-    names = {node.name for node in pipeline.nodes}
-    stages = sorted(name.removesuffix(".train") for name in names if name.endswith(".train"))
-    if not stages:
-        return
-    if "encode_samples" in names:
-        size = as_mapping(catalog.load("params:preprocessing"))["size"]
-        shape, setting = (size, size), "preprocessing.size"
-    else:
-        try:
-            store = catalog.load("encoded_samples")
-        except Exception:  # no store yet: the training node says so itself
-            return
-        if not isinstance(store, SampleStore) or not store.ids:
-            return
-        shape, setting = sample_shape(store, list(store.ids)), "preprocessing.size (the store's)"
-    num_classes = len(as_mapping(catalog.load("params:dataset"))["classes"])
-    for stage in stages:
-        recipe = stage_recipe(
-            catalog.load("params:training"), catalog.load(f"params:{stage}.overrides")
-        )
-        spec = ModelSpec(recipe.model.arch, recipe.model.encoder, num_classes)
-        try:
-            check_input_size(spec, *shape, setting=setting)
-        except ValueError as exc:
-            raise ValueError(f"{stage} stage: {exc}") from None
-
-
 class RunLockHook:
     """Holds the environment's data-root lock for the duration of every ``kedro run``."""
 
@@ -216,7 +175,7 @@ class RunLockHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
-        # Checks that span several parameter blocks come first: a refused run takes no lock.
+        # The check that spans several parameter blocks comes first: a refused run takes no lock.
         check_input_sizes(pipeline, catalog)
         if self._root is None:
             return

@@ -20,6 +20,7 @@ from efm_seg.parameters import (
     TrainingParams,
     deep_merge,
     describe,
+    resolve_device,
     stage_recipe,
 )
 
@@ -136,9 +137,7 @@ class TrainConfig:
 
     def resolve_device(self) -> torch.device:
         """``auto``: CUDA when available, else the CPU."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def resolve_precision(self, device: torch.device) -> tuple[torch.dtype | None, bool]:
         """The autocast dtype (``None`` = fp32) and whether a gradient scaler is needed.

@@ -14,18 +14,18 @@ from torch.utils.data import DataLoader
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
 from efm_seg.evaluation import SegmentationEvaluator, predict_probs
-from efm_seg.parameters import DatasetParams, EvaluationParams, as_mapping, describe
+from efm_seg.parameters import (
+    DatasetParams,
+    EvaluationParams,
+    as_mapping,
+    describe,
+    resolve_device,
+)
 from efm_seg.pipelines.training.nodes import split_ids
 from efm_seg.training.data import SegmentationSamples
 from efm_seg.training.models import model_from_checkpoint
 
 logger = logging.getLogger(__name__)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def evaluate_stage(
@@ -66,7 +66,7 @@ def evaluate_stage(
     ids = split_ids(split, samples).get(subset)
     if not ids:
         raise ValueError(f"evaluation.split: the split table has no {subset!r} samples")
-    device = _device(settings.device)
+    device = resolve_device(settings.device)
     model = model_from_checkpoint(checkpoint).to(device)
     modes = [False, True] if settings.tta else [False]
     evaluators = {
