@@ -3,6 +3,7 @@
 import os
 
 from efm_seg.config_loader import ProjectConfigLoader
+from efm_seg.provenance import RunInfoHook
 from efm_seg.run_lock import RunLockHook
 
 # Nothing phones home: the project's .telemetry file already withholds consent; this also
@@ -17,5 +18,6 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
 }
 
-# One writing run per data root (data/<env>): a second is refused, naming the first.
-HOOKS = (RunLockHook(),)
+# One writing run per data root (data/<env>): a second is refused, naming the first. Every run
+# gets its id, code and package versions into the catalog's `run_info` (provenance.py).
+HOOKS = (RunLockHook(), RunInfoHook())

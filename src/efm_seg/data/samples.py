@@ -4,9 +4,12 @@ On disk a store is a folder::
 
     images/<sample_id>.png   RGB, lossless
     masks/<sample_id>.png    single channel, training labels (ignore pixels = ignore_index)
-    samples.json             the ids, in order: the store is complete only if this exists
+    samples.json             the ids, in order, and the store's content fingerprint: the store
+                             is complete only if this exists
 
 so a person can open any sample with an image viewer, and training reads one sample at a time.
+The fingerprint (:func:`store_fingerprint`) identifies the content: checkpoints record it, and
+training and evaluation refuse a store that is not the one they started from (``efm_seg.lineage``).
 """
 
 from __future__ import annotations
@@ -16,14 +19,25 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from efm_seg.lineage import digest
+
 INDEX_FILE = "samples.json"
+
+
+class StoreChangedError(RuntimeError):
+    """The store was replaced while it was being read (another run preprocessed again)."""
+
+
+def store_fingerprint(samples: Iterable[tuple[str, bytes, bytes]]) -> str:
+    """The content fingerprint of ``(sample_id, image PNG, labels PNG)`` in store order."""
+    return digest(part for sample in samples for part in sample)
 
 
 def _png(array: np.ndarray, mode: str, compress_level: int) -> bytes:
@@ -73,10 +87,15 @@ class EncodedSample:
 
 @dataclass(frozen=True)
 class SampleStore:
-    """A complete store on disk; reads samples lazily by id."""
+    """A complete store on disk; reads samples lazily by id.
+
+    ``fingerprint`` identifies its content; :meth:`check_unchanged` tells whether the store on
+    disk is still this one.
+    """
 
     root: Path
     ids: tuple[str, ...]
+    fingerprint: str
 
     def image_path(self, sample_id: str) -> Path:
         return self.root / "images" / f"{sample_id}.png"
@@ -91,6 +110,24 @@ class SampleStore:
         with Image.open(self.mask_path(sample_id)) as mask:
             labels = np.asarray(mask)
         return rgb, labels
+
+    def check_unchanged(self, during: str) -> None:
+        """Raise :class:`StoreChangedError` if the store at ``root`` is no longer this one.
+
+        Args:
+            during: What was reading the store, for the message (e.g. ``"baseline, epoch 3"``).
+        """
+        try:
+            now = _read_index(self.root).get("fingerprint")
+        except (OSError, ValueError):
+            now = None
+        if now != self.fingerprint:
+            raise StoreChangedError(
+                f"the sample store at {self.root} changed during {during} (fingerprint "
+                f"{self.fingerprint} when it started, {now or 'no complete store'} now): another "
+                "run preprocessed the data again, so what was read is a mix of two stores. "
+                "Nothing was saved; run again once the store is settled"
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -108,8 +145,18 @@ def open_store(root: str | Path) -> SampleStore:
             f"no complete sample store at {root} (missing {INDEX_FILE}); run the preprocessing "
             "pipeline first: kedro run --pipelines preprocessing"
         )
-    ids = tuple(json.loads(index.read_text())["ids"])
-    return SampleStore(root=root, ids=ids)
+    content = _read_index(root)
+    if "fingerprint" not in content:
+        raise FileNotFoundError(
+            f"the sample store at {root} was written by an earlier efm-seg and has no content "
+            "fingerprint, so what is trained on it cannot be traced; run the preprocessing "
+            "pipeline again: kedro run --pipelines preprocessing"
+        )
+    return SampleStore(root=root, ids=tuple(content["ids"]), fingerprint=content["fingerprint"])
+
+
+def _read_index(root: Path) -> dict:
+    return json.loads((root / INDEX_FILE).read_text())
 
 
 def write_store(root: str | Path, samples: Mapping[str, EncodedSample]) -> SampleStore:
@@ -127,12 +174,18 @@ def write_store(root: str | Path, samples: Mapping[str, EncodedSample]) -> Sampl
         for sample_id, sample in samples.items():
             (staging / "images" / f"{sample_id}.png").write_bytes(sample.image_png)
             (staging / "masks" / f"{sample_id}.png").write_bytes(sample.labels_png)
-        (staging / INDEX_FILE).write_text(json.dumps({"ids": list(samples)}, indent=0))
+        fingerprint = store_fingerprint(
+            (sample_id, sample.image_png, sample.labels_png)
+            for sample_id, sample in samples.items()
+        )
+        (staging / INDEX_FILE).write_text(
+            json.dumps({"ids": list(samples), "fingerprint": fingerprint}, indent=0)
+        )
         _swap_into_place(staging, root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return SampleStore(root=root, ids=tuple(samples))
+    return SampleStore(root=root, ids=tuple(samples), fingerprint=fingerprint)
 
 
 def _swap_into_place(staging: Path, root: Path) -> None:

@@ -97,6 +97,7 @@ def _runs(values: np.ndarray) -> list[tuple[int, int]]:
 def training_curves(
     histories: Mapping[str, pd.DataFrame],
     title: str = "Training and validation curves",
+    best_epochs: Mapping[str, int] | None = None,
 ) -> Figure:
     """Loss, IoU, F1 and accuracy per epoch for every stage (paper Figs. 2-3).
 
@@ -112,6 +113,8 @@ def training_curves(
             (see the module docstring). Known stages are drawn in the paper's order; empty
             histories are skipped.
         title: Figure title.
+        best_epochs: Stage key -> the epoch whose weights were kept (its checkpoint); marked
+            with a star on each validation curve.
 
     Returns:
         A 2x2 figure (loss / IoU / F1 / accuracy), 12 x 8 inches, with one legend below.
@@ -150,6 +153,17 @@ def training_curves(
                     markeredgecolor="black",
                     markeredgewidth=0.6,
                 )
+            best = (best_epochs or {}).get(stage)
+            if f"val_{key}" in history.columns and best is not None and (epochs == best).any():
+                ax.plot(
+                    x[epochs == best],
+                    history[f"val_{key}"].to_numpy(float)[epochs == best],
+                    "*",
+                    color=colours[stage],
+                    markersize=11,
+                    markeredgecolor="black",
+                    markeredgewidth=0.6,
+                )
             for first, last in _runs(x[active]):
                 ax.axvspan(first - 0.5, last + 0.5, color=colours[stage], alpha=0.06, lw=0)
         offset = int(x.max())
@@ -185,6 +199,19 @@ def training_curves(
         ),
         Patch(facecolor="0.3", alpha=0.15, label="EFM loss active"),
     ]
+    if best_epochs:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="*",
+                ls="",
+                markersize=10,
+                markeredgecolor="black",
+                label="checkpoint kept",
+            )
+        )
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
     fig.suptitle(title, fontsize=14)
     return fig

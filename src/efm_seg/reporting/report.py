@@ -347,6 +347,7 @@ def html_report(
     intro: str | None = None,
     floatfmt: str = ".4f",
     dpi: int = 110,
+    provenance: Sequence[tuple[str, str, pd.DataFrame]] = (),
 ) -> str:
     """One self-contained HTML page showing a run.
 
@@ -360,6 +361,8 @@ def html_report(
         intro: An optional paragraph under the title.
         floatfmt: Format spec of the real numbers in the tables.
         dpi: Resolution used for Figures.
+        provenance: ``(heading, sentence, DataFrame)`` tables saying where the results come from
+            (runs, data, recipe, versions), shown in a section after the figures.
 
     Returns:
         The HTML document: inline CSS, no scripts, no external resources; every text given is
@@ -380,6 +383,8 @@ def html_report(
     contents += [
         f'<li><a href="#figure-{i}">{esc(h)}</a></li>' for i, (h, _, _) in enumerate(figures)
     ]
+    if provenance:
+        contents.append('<li><a href="#provenance">Provenance</a></li>')
     if contents:
         parts.append(f"<nav><h2>Contents</h2><ul>{''.join(contents)}</ul></nav>")
 
@@ -408,6 +413,16 @@ def html_report(
             f'<section id="figure-{i}"><h3>{esc(heading)}</h3>',
             f'<p class="desc">{esc(sentence)}</p>',
             f'<img src="data:image/png;base64,{data}" alt="{esc(heading)}">',
+            "</section>",
+        ]
+
+    if provenance:
+        parts.append('<h2 id="provenance">Provenance</h2>')
+    for heading, sentence, frame in provenance:
+        parts += [
+            f"<section><h3>{esc(heading)}</h3>",
+            f'<p class="desc">{esc(sentence)}</p>',
+            _html_table(frame, floatfmt),
             "</section>",
         ]
     parts.append("</body></html>")

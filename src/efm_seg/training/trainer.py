@@ -121,6 +121,7 @@ class Trainer:
                 "validation samples; both need at least one (see parameters_split.yml)"
             )
         self.config = config
+        self.store = store
         self.classes = list(classes)
         self.ignore_index = ignore_index
         self.device = config.resolve_device()
@@ -249,6 +250,7 @@ class Trainer:
             f"{config.efm.source} from epoch {config.efm.start_epoch} every {config.efm.every}"
             if config.efm.enabled else "off",
         )  # fmt: skip
+        fit_started = time.perf_counter()
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
             refreshed = config.efm.is_refresh_epoch(epoch)
@@ -258,6 +260,8 @@ class Trainer:
             lr = state.optimizer.param_groups[0]["lr"]
             train = self._train_epoch(epoch)
             val = self._validate()
+            # What was read this epoch must all come from the store the stage started with.
+            self.store.check_unchanged(f"the {config.stage} stage's epoch {epoch}")
             if state.scheduler is not None:
                 state.scheduler.step()
             state.epoch = epoch
@@ -284,7 +288,7 @@ class Trainer:
                 row["val_loss"], row["val_iou"], row["val_f1"], row["val_accuracy"],
                 row["seconds"], " (EFM refreshed)" if row["efm_refreshed"] else "",
             )  # fmt: skip
-        return self._result()
+        return self._result(time.perf_counter() - fit_started)
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         config, state = self.config, self.state
@@ -410,7 +414,7 @@ class Trainer:
         self.state.model.train()
 
     # -- outputs --------------------------------------------------------------------------------
-    def _result(self) -> StageResult:
+    def _result(self, seconds: float) -> StageResult:
         state, config = self.state, self.config
         best_model = copy.deepcopy(state.eval_model)
         best_model.load_state_dict(state.best_state)
@@ -426,6 +430,11 @@ class Trainer:
             metrics={k: float(v) for k, v in best.items() if k.startswith("val_")},
             ema=state.ema is not None,
             config=asdict(config),
+            # What actually ran, where the configuration says "auto".
+            device=str(self.device),
+            precision={torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "fp32"),
+            epochs_run=len(state.history),
+            train_seconds=round(seconds, 3),
         )
         height, width = self.image_size
         n = len(self.snapshot_ids)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,12 @@ from torch.utils.data import DataLoader
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
 from efm_seg.evaluation import SegmentationEvaluator, predict_probs
+from efm_seg.lineage import (
+    check_same_data,
+    check_stage_rows,
+    checkpoint_lineage,
+    config_fingerprint,
+)
 from efm_seg.parameters import (
     DatasetParams,
     EvaluationParams,
@@ -21,7 +29,8 @@ from efm_seg.parameters import (
     describe,
     resolve_device,
 )
-from efm_seg.pipelines.training.nodes import split_ids
+from efm_seg.pipelines.training.nodes import data_lineage, split_ids
+from efm_seg.provenance import run_id_of
 from efm_seg.training.data import SegmentationSamples
 from efm_seg.training.models import model_from_checkpoint
 
@@ -35,6 +44,7 @@ def evaluate_stage(
     split: pd.DataFrame,
     dataset: DatasetParams,
     evaluation: EvaluationParams,
+    run_info: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """Score one stage's best checkpoint on the test split, without and with TTA.
 
@@ -47,11 +57,18 @@ def evaluate_stage(
         evaluation: ``params:evaluation``: ``split`` (default ``test``), ``batch_size``,
             ``device``, ``tta`` (also score with test-time augmentation), ``boundary``
             (``dilation_ratio`` or ``pixels``), ``calibration_bins``, ``qualitative.count``.
+        run_info: This run's ``run_info`` (its id is recorded as the evaluation's run).
 
     Returns:
-        Overall metrics (one row per TTA setting), per-class metrics, and predictions for the
-        first ``qualitative.count`` test images plus the confusion matrices.
+        Overall metrics (one row per TTA setting, with the checkpoint's lineage: its run, the
+        checkpoint it started from, the data fingerprints, this run, the device and the time
+        taken), per-class metrics, and predictions for the first ``qualitative.count`` test
+        images plus the confusion matrices (tagged with the checkpoint's and this run's ids).
+
+    Raises:
+        LineageError: The checkpoint was trained on other data than the current store and split.
     """
+    started = time.perf_counter()
     try:
         settings = EvaluationParams.model_validate(evaluation)
     except ValidationError as exc:
@@ -62,6 +79,19 @@ def evaluate_stage(
             f"{stage}: the checkpoint was trained on classes {checkpoint.get('classes')}, but "
             f"dataset.classes is {list(scheme.classes)}"
         )
+    run_id = run_id_of(run_info)
+    lineage = checkpoint_lineage(stage, checkpoint, "the checkpoint")
+    current = data_lineage(samples, split, scheme)
+    check_same_data(
+        stage,
+        lineage,
+        current,
+        "the checkpoint",
+        f"Train the stage again on the current data (kedro run --pipelines {stage}), or evaluate "
+        "a checkpoint made from it: --load-versions "
+        f"{stage}.best_checkpoint:<run id>",
+    )
+    init = lineage.get("init") or {}
     subset = settings.split
     ids = split_ids(split, samples).get(subset)
     if not ids:
@@ -97,6 +127,7 @@ def evaluate_stage(
                     labels = probs.argmax(dim=1)[:take].to(torch.uint8).cpu().numpy()
                     predictions.extend(labels)
 
+    seconds = round(time.perf_counter() - started, 3)
     rows, per_class, confusions = [], [], {}
     for tta, evaluator in evaluators.items():
         result = evaluator.compute()
@@ -107,6 +138,14 @@ def evaluate_stage(
                 **result.overall,
                 "images": len(ids),
                 "checkpoint_epoch": checkpoint.get("epoch"),
+                "checkpoint_run": lineage["run_id"],
+                "init_stage": init.get("stage", ""),
+                "init_run": init.get("run_id", ""),
+                **current.as_dict(),
+                "evaluation_run": run_id,
+                "evaluation": config_fingerprint(settings.model_dump()),
+                "device": str(device),
+                "seconds": seconds,
             }
         )
         for entry in result.per_class:
@@ -125,6 +164,9 @@ def evaluate_stage(
         "ids": np.array(shown, dtype=str),
         "predictions": np.stack(predictions) if predictions else np.zeros((0, 1, 1), np.uint8),
         **confusions,
+        "checkpoint_run": np.array(lineage["run_id"]),
+        "evaluation_run": np.array(run_id),
+        "evaluation_settings": np.array(json.dumps(settings.model_dump(), sort_keys=True)),
     }
     return pd.DataFrame(rows), pd.DataFrame(per_class), outputs
 
@@ -138,8 +180,9 @@ def stage_evaluator(stage: str):
         split: pd.DataFrame,
         dataset: DatasetParams,
         evaluation: EvaluationParams,
+        run_info: dict[str, Any],
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-        return evaluate_stage(stage, checkpoint, samples, split, dataset, evaluation)
+        return evaluate_stage(stage, checkpoint, samples, split, dataset, evaluation, run_info)
 
     evaluate.__name__ = evaluate.__qualname__ = f"evaluate_{stage}"
     evaluate.__doc__ = f"Evaluate the {stage} stage's best checkpoint (see evaluate_stage)."
@@ -147,9 +190,12 @@ def stage_evaluator(stage: str):
 
 
 def combine_stages(*tables: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stack the stages' overall and per-class tables (the first half are overall tables)."""
+    """Stack the stages' overall and per-class tables (the first half are overall tables).
+
+    Raises:
+        LineageError: The stages do not share one lineage (``efm_seg.lineage.check_stages``).
+    """
     half = len(tables) // 2
-    return (
-        pd.concat(tables[:half], ignore_index=True),
-        pd.concat(tables[half:], ignore_index=True),
-    )
+    overall = pd.concat(tables[:half], ignore_index=True)
+    check_stage_rows(overall, "evaluation")
+    return overall, pd.concat(tables[half:], ignore_index=True)

@@ -1,8 +1,9 @@
 """Evaluation pipeline: one evaluation node per stage (a namespace each), then one table.
 
-``<stage>.test_metrics`` (overall scores, without and with TTA), ``<stage>.test_per_class``
-and ``<stage>.test_predictions`` per stage; ``evaluation_metrics`` and
-``evaluation_per_class`` put the stages side by side.
+``<stage>.test_metrics`` (overall scores, without and with TTA, with the checkpoint's lineage),
+``<stage>.test_per_class`` and ``<stage>.test_predictions`` per stage; ``evaluation_metrics``
+and ``evaluation_per_class`` put the stages side by side, once they are shown to share one
+lineage (``efm_seg.lineage``).
 """
 
 from kedro.pipeline import Node, Pipeline
@@ -24,6 +25,7 @@ def create_stage_evaluation(stage: str) -> Pipeline:
                     "split": "split",
                     "dataset": "params:dataset",
                     "evaluation": "params:evaluation",
+                    "run_info": "run_info",
                 },
                 outputs=["test_metrics", "test_per_class", "test_predictions"],
                 name="evaluate",
@@ -33,7 +35,7 @@ def create_stage_evaluation(stage: str) -> Pipeline:
     return Pipeline(
         template,
         namespace=stage,
-        inputs={"encoded_samples", "split"},
+        inputs={"encoded_samples", "split", "run_info"},
         parameters={"params:dataset", "params:evaluation"},
     )
 

@@ -1,6 +1,11 @@
-"""Reporting nodes: the stage tables, the paper's figures, and the HTML report."""
+"""Reporting nodes: the lineage check and provenance, the stage tables, the paper's figures,
+and the HTML report."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -8,16 +13,9 @@ from matplotlib.figure import Figure
 
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
-from efm_seg.parameters import (
-    DatasetParams,
-    EFMMethodParams,
-    EvaluationParams,
-    PreprocessingParams,
-    ReportingParams,
-    StageOverrides,
-    TrainingParams,
-    as_mapping,
-)
+from efm_seg.lineage import LineageError, check_stage_rows, classes_fingerprint
+from efm_seg.parameters import DatasetParams, ReportingParams, as_mapping
+from efm_seg.provenance import describe_commit
 from efm_seg.reporting import (
     STAGE_LABELS,
     confusion_figure,
@@ -31,18 +29,149 @@ from efm_seg.reporting import (
     to_markdown,
     training_curves,
 )
+from efm_seg.reporting.provenance import provenance_tables, stages_table
 
 STAGES = ("baseline", "efm", "finetune")
 
 
+def _history_run(history: pd.DataFrame) -> str | None:
+    runs = history["run_id"].dropna().astype(str).unique() if "run_id" in history else []
+    return runs[0] if len(runs) == 1 else None
+
+
+def _array_run(arrays: Mapping[str, np.ndarray], key: str) -> str | None:
+    return str(arrays[key]) if key in arrays else None
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def collect_provenance(
+    evaluation_metrics: pd.DataFrame,
+    baseline_record: dict[str, Any],
+    efm_record: dict[str, Any],
+    finetune_record: dict[str, Any],
+    baseline_history: pd.DataFrame,
+    efm_history: pd.DataFrame,
+    finetune_history: pd.DataFrame,
+    baseline_snapshots: dict[str, np.ndarray],
+    efm_snapshots: dict[str, np.ndarray],
+    finetune_snapshots: dict[str, np.ndarray],
+    baseline_predictions: dict[str, np.ndarray],
+    efm_predictions: dict[str, np.ndarray],
+    finetune_predictions: dict[str, np.ndarray],
+    dataset: DatasetParams,
+    run_info: dict[str, Any],
+) -> dict[str, Any]:
+    """Check that everything the report shows comes from one lineage; say where it comes from.
+
+    Refused, naming the runs (= versions) involved:
+
+    - stages trained on different data, or a stage that started from a checkpoint other than
+      the previous stage's compared one (:func:`efm_seg.lineage.check_stage_rows`);
+    - a stage's training record, history or EFM snapshots from another run than the checkpoint
+      that was evaluated, or its predictions from another evaluation than its scores;
+    - ``dataset.classes`` changed since the stages were trained.
+
+    Returns:
+        The report's provenance: this run's ``run_info``, the data fingerprints, and per stage
+        the training and evaluation runs, the checkpoint it started from, device, precision,
+        epochs, best epoch, durations, git commit, packages and effective recipe.
+    """
+    stages = check_stage_rows(evaluation_metrics, "evaluation_metrics")
+    absent = [s for s in STAGES if s not in stages]
+    if absent:
+        raise LineageError(
+            f"evaluation_metrics has no rows for {absent}; run the evaluation pipeline again"
+        )
+    records = dict(zip(STAGES, (baseline_record, efm_record, finetune_record), strict=True))
+    histories = dict(zip(STAGES, (baseline_history, efm_history, finetune_history), strict=True))
+    snapshots = dict(
+        zip(STAGES, (baseline_snapshots, efm_snapshots, finetune_snapshots), strict=True)
+    )
+    predictions = dict(
+        zip(STAGES, (baseline_predictions, efm_predictions, finetune_predictions), strict=True)
+    )
+    scheme = LabelScheme.from_params(as_mapping(dataset))
+    provenance_stages: dict[str, dict[str, Any]] = {}
+    for stage in STAGES:
+        compared, evaluated = stages[stage]["checkpoint_run"], stages[stage]["evaluation_run"]
+        found = {
+            f"{stage}.training_record": (records[stage].get("lineage") or {}).get("run_id"),
+            f"{stage}.history": _history_run(histories[stage]),
+            f"{stage}.efm_snapshots": _array_run(snapshots[stage], "run_id"),
+        }
+        stale = {name: run for name, run in found.items() if run != compared}
+        if stale:
+            listed = ", ".join(f"{name} is from run {run}" for name, run in stale.items())
+            choose = ",".join(f"{name}:{compared}" for name in stale)
+            raise LineageError(
+                f"{stage}: the evaluation scored the checkpoint of run {compared}, but {listed}. "
+                f"Read the matching versions (--load-versions {choose}) or train and evaluate "
+                f"the stage again (kedro run --pipelines {stage},evaluation,reporting)"
+            )
+        scored = (
+            _array_run(predictions[stage], "checkpoint_run"),
+            _array_run(predictions[stage], "evaluation_run"),
+        )
+        if scored != (compared, evaluated):
+            raise LineageError(
+                f"{stage}: {stage}.test_predictions come from the evaluation run {scored[1]} of "
+                f"checkpoint run {scored[0]}, but evaluation_metrics from evaluation run "
+                f"{evaluated} of checkpoint run {compared}; run the evaluation again"
+            )
+        record = records[stage]
+        recipe = record.get("config") or {}
+        init_run, init_stage = stages[stage]["init_run"], stages[stage]["init_stage"]
+        weights = recipe.get("encoder_weights") or "random"
+        row = evaluation_metrics[evaluation_metrics["stage"] == stage].iloc[0]
+        provenance_stages[stage] = {
+            "training_run": compared,
+            "started_from": f"{init_stage} checkpoint of run {init_run}"
+            if init_run
+            else f"new weights (seed {recipe.get('seed')}, encoder weights {weights})",
+            "device": record.get("device"),
+            "precision": record.get("precision"),
+            "image_size": record.get("image_size"),
+            "epochs_run": record.get("epochs_run"),
+            "best_epoch": record.get("epoch"),
+            "train_seconds": record.get("train_seconds"),
+            "evaluation_run": evaluated,
+            "evaluation_device": _plain(row.get("device")),
+            "evaluation_seconds": _plain(row.get("seconds")),
+            "git": (record.get("run") or {}).get("git"),
+            "packages": (record.get("run") or {}).get("packages"),
+            "recipe": recipe,
+            "evaluation_settings": json.loads(str(predictions[stage]["evaluation_settings"]))
+            if "evaluation_settings" in predictions[stage]
+            else {},
+        }
+    data = {key: stages["baseline"][key] for key in ("store", "split", "classes")}
+    now = classes_fingerprint(scheme.classes, scheme.ignore_index)
+    if data["classes"] != now:
+        raise LineageError(
+            f"the stages were trained on classes {data['classes']}, but dataset.classes is now "
+            f"{list(scheme.classes)} ({now}): the report would name the classes wrongly; "
+            "restore the dataset block or train the stages again"
+        )
+    return {
+        "report_run": dict(run_info),
+        "data": {"dataset": as_mapping(dataset).get("name"), **data},
+        "stages": provenance_stages,
+    }
+
+
 def make_tables(
-    evaluation_metrics: pd.DataFrame, evaluation_per_class: pd.DataFrame
+    evaluation_metrics: pd.DataFrame,
+    evaluation_per_class: pd.DataFrame,
+    provenance: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
     """The stage comparison (with and without TTA), the per-class table and their Markdown.
 
     Returns:
         The stage table with TTA (as the paper reports), without TTA, the per-class table, and
-        a Markdown document holding all three.
+        a Markdown document holding all three and where the stages come from.
     """
     with_tta = stage_table(evaluation_metrics, tta=True)
     without_tta = stage_table(evaluation_metrics, tta=False)
@@ -57,6 +186,10 @@ def make_tables(
             to_markdown(without_tta),
             "# Per class (with TTA)",
             to_markdown(per_class),
+            "# Provenance",
+            f"Report run {provenance['report_run'].get('run_id')}; sample store "
+            f"{provenance['data']['store']}, split {provenance['data']['split']}.",
+            to_markdown(stages_table(provenance["stages"])),
         ]
     )
     return with_tta, without_tta, per_class, markdown + "\n"
@@ -114,6 +247,7 @@ def make_figures(
     finetune_predictions: dict[str, np.ndarray],
     per_class: pd.DataFrame,
     samples: SampleStore,
+    provenance: dict[str, Any],
     dataset: DatasetParams,
     reporting: ReportingParams,
 ) -> tuple[dict[str, Figure], dict[str, bytes]]:
@@ -133,7 +267,10 @@ def make_figures(
         zip(STAGES, (baseline_predictions, efm_predictions, finetune_predictions), strict=True)
     )
 
-    figures: dict[str, Figure] = {"training_curves.png": training_curves(histories)}
+    best_epochs = {s: record["best_epoch"] for s, record in provenance["stages"].items()}
+    figures: dict[str, Figure] = {
+        "training_curves.png": training_curves(histories, best_epochs=best_epochs)
+    }
     for stage in STAGES:
         figures[f"{stage}_efm_evolution.png"] = evolution_grid(snapshots[stage], "efm", stage)
         figures[f"{stage}_entropy_evolution.png"] = evolution_grid(
@@ -178,29 +315,33 @@ def make_report(
     stage_table_no_tta: pd.DataFrame,
     per_class_table: pd.DataFrame,
     figure_png: dict[str, bytes],
+    provenance: dict[str, Any],
     dataset: DatasetParams,
-    preprocessing: PreprocessingParams,
-    training: TrainingParams,
-    efm_method: EFMMethodParams,
-    evaluation: EvaluationParams,
     reporting: ReportingParams,
-    baseline_overrides: StageOverrides,
-    efm_overrides: StageOverrides,
-    finetune_overrides: StageOverrides,
 ) -> str:
-    """One self-contained HTML page: the configuration, the tables and every figure."""
+    """One self-contained HTML page: provenance, the tables, every figure and the parameters.
+
+    Every setting shown is the one recorded where it was used: each stage's effective training
+    recipe (from its checkpoint) and the evaluation settings (from the evaluation's outputs), so
+    a report made later, with other parameters, still says how its numbers were produced.
+    """
     dataset = as_mapping(dataset)
+    first = next(iter(provenance["stages"].values()), {})
     configuration = {
         "dataset": dataset,
-        "preprocessing": as_mapping(preprocessing),
-        "training (shared)": as_mapping(training),
-        "baseline overrides": as_mapping(baseline_overrides),
-        "efm overrides": as_mapping(efm_overrides),
-        "finetune overrides": as_mapping(finetune_overrides),
-        "efm_method": as_mapping(efm_method),
-        "evaluation": as_mapping(evaluation),
+        "evaluation (as scored)": first.get("evaluation_settings", {}),
     }
     reporting = as_mapping(reporting)
+    run = provenance["report_run"]
+    trained = ", ".join(
+        f"{STAGE_LABELS[s]} {record['training_run']}" for s, record in provenance["stages"].items()
+    )
+    intro = (
+        f"Made by run {run.get('run_id')} (environment {run.get('env')}, data root "
+        f"{run.get('data_root')}, commit {describe_commit(run.get('git'))}). Stages trained "
+        f"in runs: {trained}. See Provenance at the end for the data, recipes, devices, "
+        "durations and versions."
+    )
     tables = [
         (
             "Stage comparison (test split, with TTA)",
@@ -227,4 +368,6 @@ def make_report(
         configuration=configuration,
         tables=tables,
         figures=figures,
+        intro=intro,
+        provenance=provenance_tables(provenance),
     )

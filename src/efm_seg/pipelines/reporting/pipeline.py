@@ -1,29 +1,55 @@
-"""Reporting pipeline: tables → figures → report, all under ``data/<env>/08_reporting``."""
+"""Reporting pipeline: lineage check and provenance → tables → figures → report, all under
+``data/<env>/08_reporting``.
+
+``collect_provenance`` runs first and every other node reads its output, so a report whose
+inputs do not share one lineage is refused before anything is written.
+"""
 
 from kedro.pipeline import Node, Pipeline
 
-from efm_seg.pipelines.reporting.nodes import make_figures, make_report, make_tables
+from efm_seg.pipelines.reporting.nodes import (
+    collect_provenance,
+    make_figures,
+    make_report,
+    make_tables,
+)
 
 STAGES = ("baseline", "efm", "finetune")
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    per_stage = {
+        **{f"{s}_record": f"{s}.training_record" for s in STAGES},
+        **{f"{s}_history": f"{s}.history" for s in STAGES},
+        **{f"{s}_snapshots": f"{s}.efm_snapshots" for s in STAGES},
+        **{f"{s}_predictions": f"{s}.test_predictions" for s in STAGES},
+    }
     return Pipeline(
         [
             Node(
+                func=collect_provenance,
+                inputs={
+                    "evaluation_metrics": "evaluation_metrics",
+                    **per_stage,
+                    "dataset": "params:dataset",
+                    "run_info": "run_info",
+                },
+                outputs="report_provenance",
+                name="collect_provenance",
+            ),
+            Node(
                 func=make_tables,
-                inputs=["evaluation_metrics", "evaluation_per_class"],
+                inputs=["evaluation_metrics", "evaluation_per_class", "report_provenance"],
                 outputs=["stage_table", "stage_table_no_tta", "per_class_table", "tables_markdown"],
                 name="make_tables",
             ),
             Node(
                 func=make_figures,
                 inputs={
-                    **{f"{s}_history": f"{s}.history" for s in STAGES},
-                    **{f"{s}_snapshots": f"{s}.efm_snapshots" for s in STAGES},
-                    **{f"{s}_predictions": f"{s}.test_predictions" for s in STAGES},
+                    **{k: v for k, v in per_stage.items() if not k.endswith("_record")},
                     "per_class": "evaluation_per_class",
                     "samples": "encoded_samples",
+                    "provenance": "report_provenance",
                     "dataset": "params:dataset",
                     "reporting": "params:reporting",
                 },
@@ -37,13 +63,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "stage_table_no_tta": "stage_table_no_tta",
                     "per_class_table": "per_class_table",
                     "figure_png": "report_figure_png",
+                    "provenance": "report_provenance",
                     "dataset": "params:dataset",
-                    "preprocessing": "params:preprocessing",
-                    "training": "params:training",
-                    "efm_method": "params:efm_method",
-                    "evaluation": "params:evaluation",
                     "reporting": "params:reporting",
-                    **{f"{s}_overrides": f"params:{s}.overrides" for s in STAGES},
                 },
                 outputs="report_html",
                 name="make_report",

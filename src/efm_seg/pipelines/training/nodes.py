@@ -10,6 +10,14 @@ import pandas as pd
 
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
+from efm_seg.lineage import (
+    DataLineage,
+    check_same_data,
+    checkpoint_lineage,
+    classes_fingerprint,
+    config_fingerprint,
+    split_fingerprint,
+)
 from efm_seg.parameters import (
     DatasetParams,
     EFMMethodParams,
@@ -17,6 +25,7 @@ from efm_seg.parameters import (
     TrainingParams,
     as_mapping,
 )
+from efm_seg.provenance import run_id_of
 from efm_seg.training.config import TrainConfig
 from efm_seg.training.trainer import Trainer
 
@@ -42,6 +51,20 @@ def split_ids(split: pd.DataFrame, samples: SampleStore) -> dict[str, list[str]]
     }
 
 
+def data_lineage(samples: SampleStore, split: pd.DataFrame, scheme: LabelScheme) -> DataLineage:
+    """The fingerprints of the data a stage trains or is scored on."""
+    return DataLineage(
+        store=samples.fingerprint,
+        split=split_fingerprint(split),
+        classes=classes_fingerprint(scheme.classes, scheme.ignore_index),
+    )
+
+
+def training_record(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint without its weights: what the stage's ``training_record.json`` holds."""
+    return {key: value for key, value in checkpoint.items() if key != "state_dict"}
+
+
 def train_stage(
     stage: str,
     samples: SampleStore,
@@ -50,9 +73,10 @@ def train_stage(
     efm_method: EFMMethodParams,
     training: TrainingParams,
     overrides: StageOverrides | None,
+    run_info: dict[str, Any],
     init_checkpoint: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], pd.DataFrame, dict[str, np.ndarray]]:
-    """Train one stage and return its best checkpoint, history and EFM snapshots.
+) -> tuple[dict[str, Any], pd.DataFrame, dict[str, np.ndarray], dict[str, Any]]:
+    """Train one stage; return its best checkpoint, history, EFM snapshots and record.
 
     Args:
         stage: The stage's name (its namespace).
@@ -62,20 +86,42 @@ def train_stage(
         efm_method: ``params:efm_method`` (EFM map and loss constants).
         training: ``params:training``, the recipe shared by the stages.
         overrides: ``params:<stage>.overrides``, what this stage changes.
-        init_checkpoint: The previous stage's best checkpoint, used when ``init_from: previous``.
+        run_info: This run's ``run_info`` (its id is recorded as the checkpoint's lineage).
+        init_checkpoint: The previous stage's best checkpoint, used when ``init_from: previous``;
+            it must come from the same data (store, split, classes).
 
     Returns:
-        The best checkpoint (weights, model spec, classes, metrics), the per-epoch history and
-        the EFM/entropy snapshots of a fixed set of validation images.
+        The best checkpoint (weights, model spec, classes, metrics, lineage, effective recipe,
+        device), the per-epoch history, the EFM/entropy snapshots of a fixed set of validation
+        images (both tagged with the run id), and the checkpoint's record without the weights.
+
+    Raises:
+        LineageError: The checkpoint to start from was trained on other data.
+        StoreChangedError: The sample store was replaced during training.
     """
     config = TrainConfig.from_params(stage, training, overrides, efm_method)
     scheme = LabelScheme.from_params(as_mapping(dataset))
+    run_id = run_id_of(run_info)
     if config.init_from == "previous" and init_checkpoint is None:
         raise ValueError(
             f"{stage}.overrides.init_from is 'previous' but the {stage} stage has no previous "
             "stage to start from"
         )
     ids = split_ids(split, samples)
+    data = data_lineage(samples, split, scheme)
+    init = None
+    if config.init_from == "previous":
+        parent_stage = str(init_checkpoint.get("stage", "previous"))
+        what = f"the {parent_stage} checkpoint it starts from"
+        parent = checkpoint_lineage(stage, init_checkpoint, what)
+        check_same_data(
+            stage,
+            parent,
+            data,
+            what,
+            f"Train the {parent_stage} stage again first: kedro run --pipelines {parent_stage}",
+        )
+        init = {"stage": parent_stage, "run_id": parent["run_id"]}
     trainer = Trainer(
         config,
         samples,
@@ -86,11 +132,27 @@ def train_stage(
         init_checkpoint=init_checkpoint if config.init_from == "previous" else None,
     )
     result = trainer.fit()
-    best = result.checkpoint
+    checkpoint = {
+        **result.checkpoint,
+        "lineage": {
+            "run_id": run_id,
+            "stage": stage,
+            **data.as_dict(),
+            "dataset": config_fingerprint(as_mapping(dataset)),
+            "init": init,
+        },
+        # The run that trained it: when, where, from which code and packages.
+        "run": {key: run_info.get(key) for key in ("run_id", "started", "env", "git", "packages")},
+    }
     logger.info(
-        "%s: best validation IoU %.4f at epoch %d", stage, best["metrics"]["val_iou"], best["epoch"]
+        "%s: best validation IoU %.4f at epoch %d",
+        stage,
+        checkpoint["metrics"]["val_iou"],
+        checkpoint["epoch"],
     )
-    return result.checkpoint, pd.DataFrame(result.history), result.snapshots
+    history = pd.DataFrame(result.history).assign(run_id=run_id)
+    snapshots = {**result.snapshots, "run_id": np.array(run_id)}
+    return checkpoint, history, snapshots, training_record(checkpoint)
 
 
 def stage_trainer(stage: str):
@@ -107,11 +169,13 @@ def stage_trainer(stage: str):
         efm_method: EFMMethodParams,
         training: TrainingParams,
         overrides: StageOverrides,
+        run_info: dict[str, Any],
         init_checkpoint: dict[str, Any] | None = None,
-    ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, np.ndarray]]:
+    ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, np.ndarray], dict[str, Any]]:
         return train_stage(
-            stage, samples, split, dataset, efm_method, training, overrides, init_checkpoint
-        )
+            stage, samples, split, dataset, efm_method, training, overrides, run_info,
+            init_checkpoint,
+        )  # fmt: skip
 
     train.__name__ = train.__qualname__ = f"train_{stage}"
     train.__doc__ = f"Train the {stage} stage (see train_stage)."

@@ -6,7 +6,8 @@
 - ``finetune``: stage 3, continues from the EFM stage's best checkpoint.
 
 Each stage reads its own ``params:<stage>.overrides`` and writes ``<stage>.best_checkpoint``,
-``<stage>.history`` and ``<stage>.efm_snapshots``; the data and the shared ``training``,
+``<stage>.history``, ``<stage>.efm_snapshots`` and ``<stage>.training_record`` (the checkpoint's
+lineage and recipe, without the weights); the data, ``run_info`` and the shared ``training``,
 ``efm_method`` and ``dataset`` parameters are common to all.
 """
 
@@ -14,7 +15,7 @@ from kedro.pipeline import Node, Pipeline
 
 from efm_seg.pipelines.training.nodes import stage_trainer
 
-SHARED_INPUTS = {"encoded_samples", "split"}
+SHARED_INPUTS = {"encoded_samples", "split", "run_info"}
 SHARED_PARAMETERS = {"params:dataset", "params:efm_method", "params:training"}
 
 
@@ -34,6 +35,7 @@ def create_stage_pipeline(stage: str, init_from: str | None = None) -> Pipeline:
         "efm_method": "params:efm_method",
         "training": "params:training",
         "overrides": "params:overrides",
+        "run_info": "run_info",
     }
     if init_from is not None:
         inputs["init_checkpoint"] = "init_checkpoint"
@@ -42,7 +44,7 @@ def create_stage_pipeline(stage: str, init_from: str | None = None) -> Pipeline:
             Node(
                 func=stage_trainer(stage),
                 inputs=inputs,
-                outputs=["best_checkpoint", "history", "efm_snapshots"],
+                outputs=["best_checkpoint", "history", "efm_snapshots", "training_record"],
                 name="train",
             )
         ]

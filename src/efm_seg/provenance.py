@@ -1,0 +1,166 @@
+"""Provenance: what a run is, recorded when it starts, for the outputs that need to say so.
+
+:class:`RunInfoHook` fills the catalog's ``run_info`` entry before the first node runs with:
+
+- ``run_id``: Kedro's session id, which is also the version every versioned output of the run
+  is saved under, and ``started`` (UTC);
+- ``env``, ``data_root``, the ``pipelines`` run, the runtime ``--params`` and
+  ``--load-versions`` given;
+- ``git``: the project's commit (and whether the working tree had uncommitted changes), when the
+  project is a git checkout;
+- ``inputs``: the version of every versioned dataset the run reads: the one chosen with
+  ``--load-versions`` (``explicit``), the latest saved (``latest``), or written by this run;
+- ``packages``: the versions of Python, efm-seg, kedro, torch, segmentation-models-pytorch,
+  torchmetrics and albumentations.
+
+Training records the run id in its checkpoint (lineage), evaluation in its tables, and the
+report shows all of it in its provenance section.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.io import AbstractVersionedDataset
+
+logger = logging.getLogger(__name__)
+
+RUN_INFO = "run_info"
+PACKAGES = (
+    "efm-seg",
+    "kedro",
+    "torch",
+    "segmentation-models-pytorch",
+    "torchmetrics",
+    "albumentations",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """The installed versions of Python and of the packages that decide a run's results."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_state(path: Path) -> dict[str, Any] | None:
+    """``{"commit": sha, "dirty": bool}`` of the git checkout at ``path``; ``None`` outside one
+    (e.g. an installed package) or without git."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(path), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != path.resolve():
+            return None  # a folder inside some other repository is not this project's checkout
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
+
+
+def describe_commit(git: dict[str, Any] | None) -> str:
+    """A :func:`git_state` for people: the short commit, and whether the tree had changes."""
+    if not git:
+        return "none (not a git checkout)"
+    return str(git.get("commit", ""))[:12] + (" + uncommitted changes" if git.get("dirty") else "")
+
+
+def input_versions(pipeline, catalog, load_versions: dict[str, str] | None) -> dict[str, str]:
+    """The version each versioned dataset of ``pipeline`` is read at (see the module doc)."""
+    explicit = dict(load_versions or {})
+    free_inputs = pipeline.inputs()
+    versions: dict[str, str] = {}
+    for name in sorted(pipeline.datasets()):
+        if name.startswith("params:") or name == "parameters":
+            continue
+        try:
+            dataset = catalog.get(name, fallback_to_runtime_pattern=True)
+        except Exception:  # an entry that cannot be built fails the run itself, with its message
+            continue
+        if not isinstance(dataset, AbstractVersionedDataset):
+            continue
+        if name not in free_inputs:
+            versions[name] = "written by this run"
+        elif name in explicit:
+            versions[name] = f"{explicit[name]} (explicit)"
+        else:
+            try:
+                versions[name] = f"{dataset.resolve_load_version()} (latest)"
+            except Exception:  # nothing saved yet: the node that reads it says so
+                versions[name] = "none saved"
+    return versions
+
+
+def run_info(
+    run_params: dict[str, Any], pipeline, catalog, project_path: Path, data_root: str | None
+) -> dict[str, Any]:
+    """The ``run_info`` of a run about to start (see the module doc)."""
+    return {
+        "run_id": run_params["run_id"],
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "env": run_params.get("env"),
+        "data_root": data_root,
+        "pipelines": list(run_params.get("pipeline_names") or ["__default__"]),
+        "runtime_params": dict(run_params.get("runtime_params") or {}),
+        "load_versions": dict(run_params.get("load_versions") or {}),
+        "git": git_state(project_path),
+        "inputs": input_versions(pipeline, catalog, run_params.get("load_versions")),
+        "packages": package_versions(),
+    }
+
+
+def run_id_of(run_info: dict[str, Any] | None) -> str:
+    """The run id in ``run_info``; nodes that record lineage cannot run without one."""
+    run_id = (run_info or {}).get("run_id")
+    if not run_id:
+        raise ValueError(
+            "run_info has no run_id: it is filled in by efm_seg.provenance.RunInfoHook when a "
+            "kedro run starts (settings.HOOKS); outside Kedro, pass {'run_id': ...}"
+        )
+    return str(run_id)
+
+
+class RunInfoHook:
+    """Puts :func:`run_info` into the catalog (entry ``run_info``) before every run."""
+
+    def __init__(self) -> None:
+        self._project_path: Path | None = None
+        self._data_root: str | None = None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._project_path = Path(context.project_path)
+        self._data_root = context.config_loader["globals"].get("data_root")
+
+    @hook_impl
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        info = run_info(
+            run_params, pipeline, catalog, self._project_path or Path.cwd(), self._data_root
+        )
+        catalog[RUN_INFO] = info
+        logger.info(
+            "Run %s (env %s, data root %s, commit %s)",
+            info["run_id"],
+            info["env"],
+            info["data_root"],
+            describe_commit(info["git"]),
+        )
