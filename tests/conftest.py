@@ -53,6 +53,16 @@ def write_tiny_store(root: Path, count: int, seed: int, ignore_fraction: float =
     return write_store(root, samples)
 
 
+def lineage_of(store, split, run_id: str = "run-a", stage: str = "efm", init=None) -> dict:
+    """The ``lineage`` a checkpoint trained in ``run_id`` on ``store`` and ``split`` (with the
+    tiny dataset's classes) records."""
+    from efm_seg.data.labels import LabelScheme
+    from efm_seg.pipelines.training.nodes import data_lineage
+
+    data = data_lineage(store, split, LabelScheme.from_params(DATASET_PARAMS))
+    return {"run_id": run_id, "stage": stage, **data.as_dict(), "init": init}
+
+
 def colour_mask(labels: np.ndarray, palette=PALETTE) -> np.ndarray:
     colours = np.array(list(palette.values()), dtype=np.uint8)
     return colours[labels]

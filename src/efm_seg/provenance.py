@@ -8,8 +8,9 @@
   ``--load-versions`` given;
 - ``git``: the project's commit (and whether the working tree had uncommitted changes), when the
   project is a git checkout;
-- ``inputs``: the version of every versioned dataset the run reads: the one chosen with
-  ``--load-versions`` (``explicit``), the latest saved (``latest``), or written by this run;
+- ``inputs``: the version of every versioned dataset the run reads from earlier runs: the one
+  chosen with ``--load-versions`` (``explicit``) or the latest saved (``latest``); everything
+  else it reads, it wrote itself;
 - ``packages``: the versions of Python, efm-seg, kedro, torch, segmentation-models-pytorch,
   torchmetrics and albumentations.
 
@@ -85,11 +86,10 @@ def describe_commit(git: dict[str, Any] | None) -> str:
 
 
 def input_versions(pipeline, catalog, load_versions: dict[str, str] | None) -> dict[str, str]:
-    """The version each versioned dataset of ``pipeline`` is read at (see the module doc)."""
+    """The version each versioned input of ``pipeline`` made by earlier runs is read at."""
     explicit = dict(load_versions or {})
-    free_inputs = pipeline.inputs()
     versions: dict[str, str] = {}
-    for name in sorted(pipeline.datasets()):
+    for name in sorted(pipeline.inputs()):
         if name.startswith("params:") or name == "parameters":
             continue
         try:
@@ -98,9 +98,7 @@ def input_versions(pipeline, catalog, load_versions: dict[str, str] | None) -> d
             continue
         if not isinstance(dataset, AbstractVersionedDataset):
             continue
-        if name not in free_inputs:
-            versions[name] = "written by this run"
-        elif name in explicit:
+        if name in explicit:
             versions[name] = f"{explicit[name]} (explicit)"
         else:
             try:
@@ -111,13 +109,18 @@ def input_versions(pipeline, catalog, load_versions: dict[str, str] | None) -> d
 
 
 def run_info(
-    run_params: dict[str, Any], pipeline, catalog, project_path: Path, data_root: str | None
+    run_params: dict[str, Any],
+    pipeline,
+    catalog,
+    project_path: Path,
+    env: str | None,
+    data_root: str | None,
 ) -> dict[str, Any]:
     """The ``run_info`` of a run about to start (see the module doc)."""
     return {
         "run_id": run_params["run_id"],
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "env": run_params.get("env"),
+        "env": env,
         "data_root": data_root,
         "pipelines": list(run_params.get("pipeline_names") or ["__default__"]),
         "runtime_params": dict(run_params.get("runtime_params") or {}),
@@ -144,19 +147,28 @@ class RunInfoHook:
 
     def __init__(self) -> None:
         self._project_path: Path | None = None
+        self._env: str | None = None
         self._data_root: str | None = None
 
     @hook_impl
     def after_context_created(self, context) -> None:
+        loader = context.config_loader
         self._project_path = Path(context.project_path)
-        self._data_root = context.config_loader["globals"].get("data_root")
+        # The environment that applies: --env, else the default run environment ("local").
+        self._env = context.env or getattr(loader, "default_run_env", None) or None
+        self._data_root = loader["globals"].get("data_root")
 
     @hook_impl
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
         info = run_info(
-            run_params, pipeline, catalog, self._project_path or Path.cwd(), self._data_root
+            run_params,
+            pipeline,
+            catalog,
+            self._project_path or Path.cwd(),
+            self._env,
+            self._data_root,
         )
-        catalog[RUN_INFO] = info
+        catalog.save(RUN_INFO, info)
         logger.info(
             "Run %s (env %s, data root %s, commit %s)",
             info["run_id"],

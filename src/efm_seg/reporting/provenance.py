@@ -109,8 +109,13 @@ def recipe_table(stages: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def inputs_table(run: Mapping[str, Any]) -> pd.DataFrame:
-    """The version of every versioned dataset the report's run read."""
+    """The version of every versioned dataset the report's run read from earlier runs."""
     inputs = run.get("inputs") or {}
+    if not inputs:
+        return pd.DataFrame(
+            [("(none)", "everything the report shows was made by this run")],
+            columns=["dataset", "version"],
+        )
     return pd.DataFrame(sorted(inputs.items()), columns=["dataset", "version"])
 
 
@@ -171,8 +176,9 @@ def provenance_tables(provenance: Mapping[str, Any]) -> list[Table]:
         ),
         (
             "Input versions",
-            "The version read of each versioned input: chosen with --load-versions (explicit), "
-            "the latest saved (latest), or written by this run itself.",
+            "The version read of each versioned input made by an earlier run: chosen with "
+            "--load-versions (explicit) or the latest saved (latest). The run wrote everything "
+            "else it read itself.",
             inputs_table(run),
         ),
         (

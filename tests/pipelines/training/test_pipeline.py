@@ -15,10 +15,12 @@ def test_stage_wiring():
     efm = create_stage_pipeline("efm", init_from="baseline.best_checkpoint")
     assert baseline.inputs() == {
         "encoded_samples", "split", "params:dataset", "params:efm_method", "params:training",
-        "params:baseline.overrides",
+        "params:baseline.overrides", "run_info",
     }  # fmt: skip
     assert "baseline.best_checkpoint" in efm.inputs()
-    assert efm.outputs() == {"efm.best_checkpoint", "efm.history", "efm.efm_snapshots"}
+    assert efm.outputs() == {
+        "efm.best_checkpoint", "efm.history", "efm.efm_snapshots", "efm.training_record",
+    }  # fmt: skip
 
 
 def load_checkpoint(project, stage: str) -> dict:

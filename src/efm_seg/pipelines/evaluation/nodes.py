@@ -17,8 +17,11 @@ from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
 from efm_seg.evaluation import SegmentationEvaluator, predict_probs
 from efm_seg.lineage import (
+    DataLineage,
+    LineageError,
     check_same_data,
     check_stage_rows,
+    check_stages,
     checkpoint_lineage,
     config_fingerprint,
 )
@@ -37,6 +40,71 @@ from efm_seg.training.models import model_from_checkpoint
 logger = logging.getLogger(__name__)
 
 
+STAGES = ("baseline", "efm", "finetune")
+
+
+def stage_lineage(
+    stage: str, checkpoint: dict[str, Any], current: DataLineage, scheme: LabelScheme
+) -> dict[str, str]:
+    """The lineage of one stage's checkpoint, refused unless it was trained on the current data.
+
+    Returns:
+        ``checkpoint_run``, ``init_stage`` and ``init_run`` (empty when it started from new
+        weights) and the data fingerprints ``store``, ``split``, ``classes``.
+    """
+    if list(checkpoint.get("classes", [])) != list(scheme.classes):
+        raise ValueError(
+            f"{stage}: the checkpoint was trained on classes {checkpoint.get('classes')}, but "
+            f"dataset.classes is {list(scheme.classes)}"
+        )
+    lineage = checkpoint_lineage(stage, checkpoint, "the checkpoint")
+    check_same_data(
+        stage,
+        lineage,
+        current,
+        "the checkpoint",
+        f"Train the stage again on the current data (kedro run --pipelines {stage}), or evaluate "
+        f"a checkpoint made from it: --load-versions {stage}.best_checkpoint:<run id>",
+    )
+    init = lineage.get("init") or {}
+    return {
+        "checkpoint_run": str(lineage["run_id"]),
+        "init_stage": str(init.get("stage", "")),
+        "init_run": str(init.get("run_id", "")),
+        **current.as_dict(),
+    }
+
+
+def check_lineage(
+    baseline_checkpoint: dict[str, Any],
+    efm_checkpoint: dict[str, Any],
+    finetune_checkpoint: dict[str, Any],
+    samples: SampleStore,
+    split: pd.DataFrame,
+    dataset: DatasetParams,
+) -> dict[str, dict[str, str]]:
+    """Check, before any stage is scored, that the three checkpoints share one lineage.
+
+    Each must be trained on the current store, split and classes, and each stage that started
+    from a previous stage's checkpoint must have started from the one compared here.
+
+    Returns:
+        Each stage's lineage record (see :func:`stage_lineage`).
+
+    Raises:
+        LineageError: naming the stages, their runs (= versions) and what differs.
+    """
+    scheme = LabelScheme.from_params(as_mapping(dataset))
+    current = data_lineage(samples, split, scheme)
+    checkpoints = (baseline_checkpoint, efm_checkpoint, finetune_checkpoint)
+    stages = {
+        stage: stage_lineage(stage, checkpoint, current, scheme)
+        for stage, checkpoint in zip(STAGES, checkpoints, strict=True)
+    }
+    check_stages(stages, "evaluation")
+    return stages
+
+
 def evaluate_stage(
     stage: str,
     checkpoint: dict[str, Any],
@@ -45,6 +113,7 @@ def evaluate_stage(
     dataset: DatasetParams,
     evaluation: EvaluationParams,
     run_info: dict[str, Any],
+    checked: dict[str, dict[str, str]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """Score one stage's best checkpoint on the test split, without and with TTA.
 
@@ -58,6 +127,8 @@ def evaluate_stage(
             ``device``, ``tta`` (also score with test-time augmentation), ``boundary``
             (``dilation_ratio`` or ``pixels``), ``calibration_bins``, ``qualitative.count``.
         run_info: This run's ``run_info`` (its id is recorded as the evaluation's run).
+        checked: The output of :func:`check_lineage`, when the stages were checked together;
+            this checkpoint must be the one checked.
 
     Returns:
         Overall metrics (one row per TTA setting, with the checkpoint's lineage: its run, the
@@ -74,24 +145,13 @@ def evaluate_stage(
     except ValidationError as exc:
         raise ValueError(describe(exc, "evaluation")) from None
     scheme = LabelScheme.from_params(as_mapping(dataset))
-    if list(checkpoint.get("classes", [])) != list(scheme.classes):
-        raise ValueError(
-            f"{stage}: the checkpoint was trained on classes {checkpoint.get('classes')}, but "
-            f"dataset.classes is {list(scheme.classes)}"
-        )
     run_id = run_id_of(run_info)
-    lineage = checkpoint_lineage(stage, checkpoint, "the checkpoint")
-    current = data_lineage(samples, split, scheme)
-    check_same_data(
-        stage,
-        lineage,
-        current,
-        "the checkpoint",
-        f"Train the stage again on the current data (kedro run --pipelines {stage}), or evaluate "
-        "a checkpoint made from it: --load-versions "
-        f"{stage}.best_checkpoint:<run id>",
-    )
-    init = lineage.get("init") or {}
+    lineage = stage_lineage(stage, checkpoint, data_lineage(samples, split, scheme), scheme)
+    if checked is not None and checked.get(stage) != lineage:
+        raise LineageError(
+            f"{stage}: the checkpoint scored (run {lineage['checkpoint_run']}) is not the one "
+            f"whose lineage was checked ({(checked.get(stage) or {}).get('checkpoint_run')})"
+        )
     subset = settings.split
     ids = split_ids(split, samples).get(subset)
     if not ids:
@@ -138,10 +198,7 @@ def evaluate_stage(
                 **result.overall,
                 "images": len(ids),
                 "checkpoint_epoch": checkpoint.get("epoch"),
-                "checkpoint_run": lineage["run_id"],
-                "init_stage": init.get("stage", ""),
-                "init_run": init.get("run_id", ""),
-                **current.as_dict(),
+                **lineage,
                 "evaluation_run": run_id,
                 "evaluation": config_fingerprint(settings.model_dump()),
                 "device": str(device),
@@ -164,7 +221,7 @@ def evaluate_stage(
         "ids": np.array(shown, dtype=str),
         "predictions": np.stack(predictions) if predictions else np.zeros((0, 1, 1), np.uint8),
         **confusions,
-        "checkpoint_run": np.array(lineage["run_id"]),
+        "checkpoint_run": np.array(lineage["checkpoint_run"]),
         "evaluation_run": np.array(run_id),
         "evaluation_settings": np.array(json.dumps(settings.model_dump(), sort_keys=True)),
     }
@@ -180,9 +237,12 @@ def stage_evaluator(stage: str):
         split: pd.DataFrame,
         dataset: DatasetParams,
         evaluation: EvaluationParams,
+        lineage: dict[str, dict[str, str]],
         run_info: dict[str, Any],
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-        return evaluate_stage(stage, checkpoint, samples, split, dataset, evaluation, run_info)
+        return evaluate_stage(
+            stage, checkpoint, samples, split, dataset, evaluation, run_info, lineage
+        )
 
     evaluate.__name__ = evaluate.__qualname__ = f"evaluate_{stage}"
     evaluate.__doc__ = f"Evaluate the {stage} stage's best checkpoint (see evaluate_stage)."

@@ -2,13 +2,13 @@
 
 ``<stage>.test_metrics`` (overall scores, without and with TTA, with the checkpoint's lineage),
 ``<stage>.test_per_class`` and ``<stage>.test_predictions`` per stage; ``evaluation_metrics``
-and ``evaluation_per_class`` put the stages side by side, once they are shown to share one
-lineage (``efm_seg.lineage``).
+and ``evaluation_per_class`` put the stages side by side. ``check_lineage`` runs first: the
+three checkpoints must share one lineage (``efm_seg.lineage``), or nothing is scored.
 """
 
 from kedro.pipeline import Node, Pipeline
 
-from efm_seg.pipelines.evaluation.nodes import combine_stages, stage_evaluator
+from efm_seg.pipelines.evaluation.nodes import check_lineage, combine_stages, stage_evaluator
 
 STAGES = ("baseline", "efm", "finetune")
 
@@ -25,6 +25,7 @@ def create_stage_evaluation(stage: str) -> Pipeline:
                     "split": "split",
                     "dataset": "params:dataset",
                     "evaluation": "params:evaluation",
+                    "lineage": "evaluation_lineage",
                     "run_info": "run_info",
                 },
                 outputs=["test_metrics", "test_per_class", "test_predictions"],
@@ -35,12 +36,28 @@ def create_stage_evaluation(stage: str) -> Pipeline:
     return Pipeline(
         template,
         namespace=stage,
-        inputs={"encoded_samples", "split", "run_info"},
+        inputs={"encoded_samples", "split", "evaluation_lineage", "run_info"},
         parameters={"params:dataset", "params:evaluation"},
     )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
+    # First, before any stage is scored: do the three checkpoints share one lineage?
+    check = Pipeline(
+        [
+            Node(
+                func=check_lineage,
+                inputs={
+                    **{f"{s}_checkpoint": f"{s}.best_checkpoint" for s in STAGES},
+                    "samples": "encoded_samples",
+                    "split": "split",
+                    "dataset": "params:dataset",
+                },
+                outputs="evaluation_lineage",
+                name="check_lineage",
+            )
+        ]
+    )
     per_stage = sum((create_stage_evaluation(stage) for stage in STAGES), Pipeline([]))
     combine = Pipeline(
         [
@@ -53,4 +70,4 @@ def create_pipeline(**kwargs) -> Pipeline:
             )
         ]
     )
-    return per_stage + combine
+    return check + per_stage + combine
