@@ -1,17 +1,27 @@
 """The training node: what it is given reaches the trainer (stage overrides, EFM settings,
-the previous stage's checkpoint)."""
+the previous stage's checkpoint), and its outputs record their lineage."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from efm_seg.lineage import LineageError, classes_fingerprint, split_fingerprint
 from efm_seg.parameters import EFMLossParams
 from efm_seg.pipelines.training.nodes import stage_trainer
 from tests.conftest import DATASET_PARAMS, PALETTE, write_tiny_store
+
+RUN_INFO = {
+    "run_id": "run-1",
+    "started": "2026-01-01T00:00:00+00:00",
+    "env": "local",
+    "git": {"commit": "abc", "dirty": False},
+    "packages": {"torch": "x"},
+}
 
 CONF = Path(__file__).resolve().parents[3] / "conf" / "base"
 TRAINING = yaml.safe_load((CONF / "parameters_training.yml").read_text())["training"]
@@ -40,11 +50,13 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def efm_stage(data):
     store, split = data
-    return stage_trainer("efm")(store, split, DATASET_PARAMS, EFM_METHOD, TRAINING, OVERRIDES)
+    return stage_trainer("efm")(
+        store, split, DATASET_PARAMS, EFM_METHOD, TRAINING, OVERRIDES, RUN_INFO
+    )
 
 
 def test_overrides_and_efm_settings_reach_the_trainer(efm_stage):
-    checkpoint, history, snapshots = efm_stage
+    checkpoint, history, snapshots, _ = efm_stage
     config = checkpoint["config"]
     assert checkpoint["stage"] == config["stage"] == "efm"
     assert config["efm_map"] == EFM_METHOD["map"]
@@ -65,15 +77,76 @@ def test_init_from_decides_whether_the_previous_checkpoint_is_used(data, efm_sta
     previous = {**efm_stage[0], "classes": ["x", "y", "z"]}  # recognisably not this dataset's
     train = stage_trainer("finetune")
     fresh = {**OVERRIDES, "init_from": None}
-    checkpoint, _, _ = train(store, split, DATASET_PARAMS, EFM_METHOD, TRAINING, fresh, previous)
+    checkpoint, _, _, _ = train(
+        store, split, DATASET_PARAMS, EFM_METHOD, TRAINING, fresh, RUN_INFO, previous
+    )
     assert checkpoint["config"]["init_from"] is None  # the previous checkpoint was not read
+    assert checkpoint["lineage"]["init"] is None
     with pytest.raises(ValueError, match="trained on classes"):
         train(
             store, split, DATASET_PARAMS, EFM_METHOD, TRAINING,
-            {**OVERRIDES, "init_from": "previous"}, previous,
+            {**OVERRIDES, "init_from": "previous"}, RUN_INFO, previous,
         )  # fmt: skip
     with pytest.raises(ValueError, match="no previous stage"):
         train(
             store, split, DATASET_PARAMS, EFM_METHOD, TRAINING,
-            {**OVERRIDES, "init_from": "previous"}, None,
+            {**OVERRIDES, "init_from": "previous"}, RUN_INFO, None,
         )  # fmt: skip
+
+
+def test_outputs_record_the_run_and_the_data(data, efm_stage):
+    store, split = data
+    checkpoint, history, snapshots, record = efm_stage
+    assert checkpoint["lineage"] == {
+        "run_id": "run-1",
+        "stage": "efm",
+        "store": store.fingerprint,
+        "split": split_fingerprint(split),
+        "classes": classes_fingerprint(list(PALETTE), DATASET_PARAMS["ignore_index"]),
+        "dataset": checkpoint["lineage"]["dataset"],
+        "init": None,
+    }
+    assert checkpoint["run"] == RUN_INFO
+    assert checkpoint["device"] == "cpu" and checkpoint["precision"] == "fp32"
+    assert checkpoint["epochs_run"] == 1 and checkpoint["train_seconds"] > 0
+    assert history["run_id"].tolist() == ["run-1"]
+    assert str(snapshots["run_id"]) == "run-1"
+    # The record is the checkpoint without its weights, and it is plain JSON.
+    assert record == {k: v for k, v in checkpoint.items() if k != "state_dict"}
+    assert json.loads(json.dumps(record)) == record
+
+
+def test_finetune_records_the_checkpoint_it_started_from(data, efm_stage):
+    store, split = data
+    train = stage_trainer("finetune")
+    checkpoint, _, _, _ = train(
+        store, split, DATASET_PARAMS, EFM_METHOD, TRAINING,
+        {**OVERRIDES, "init_from": "previous"}, {"run_id": "run-2"}, efm_stage[0],
+    )  # fmt: skip
+    assert checkpoint["lineage"]["init"] == {"stage": "efm", "run_id": "run-1"}
+    assert checkpoint["lineage"]["run_id"] == "run-2"
+
+
+@pytest.mark.parametrize(
+    ("lineage", "message"),
+    [
+        ({"split": "0123456789abcdef"}, "the efm checkpoint it starts from \\(run run-1\\).*split"),
+        ({"store": "0123456789abcdef"}, "sample store .*kedro run --pipelines efm"),
+        (None, "no lineage record"),
+    ],
+)
+def test_a_previous_checkpoint_from_other_data_is_refused(data, efm_stage, lineage, message):
+    store, split = data
+    previous = dict(efm_stage[0])
+    previous["lineage"] = None if lineage is None else {**previous["lineage"], **lineage}
+    with pytest.raises(LineageError, match=message):
+        stage_trainer("finetune")(
+            store, split, DATASET_PARAMS, EFM_METHOD, TRAINING,
+            {**OVERRIDES, "init_from": "previous"}, RUN_INFO, previous,
+        )  # fmt: skip
+
+
+def test_training_needs_a_run_id(data):
+    store, split = data
+    with pytest.raises(ValueError, match="run_info has no run_id"):
+        stage_trainer("baseline")(store, split, DATASET_PARAMS, EFM_METHOD, TRAINING, OVERRIDES, {})

@@ -1,9 +1,15 @@
-"""Evaluation pipeline: one evaluation node per stage (a namespace each), then one table.
+"""Evaluation pipeline, in the namespace ``evaluation``.
 
-``<stage>.test_metrics`` (overall scores, without and with TTA, with the checkpoint's lineage),
-``<stage>.test_per_class`` and ``<stage>.test_predictions`` per stage; ``evaluation_metrics``
-and ``evaluation_per_class`` put the stages side by side. ``check_lineage`` runs first: the
-three checkpoints must share one lineage (``efm_seg.lineage``), or nothing is scored.
+``evaluation.check_lineage`` runs first: the three stages' checkpoints must share one lineage
+(``efm_seg.lineage``), or nothing is scored. Then one node per stage
+(``evaluation.<stage>.evaluate``) writes ``<stage>.test_metrics`` (overall scores, without and
+with TTA, with the checkpoint's lineage), ``<stage>.test_per_class`` and
+``<stage>.test_predictions``; ``evaluation.combine_stages`` puts the stages side by side in
+``evaluation_metrics`` and ``evaluation_per_class``.
+
+The per-stage nodes live under ``evaluation.<stage>`` rather than the training namespaces
+``<stage>``: the lineage check sits between training and scoring, and a namespace must not be
+left and re-entered along a path of the DAG (kedro-viz and Airflow group nodes by namespace).
 """
 
 from kedro.pipeline import Node, Pipeline
@@ -11,10 +17,13 @@ from kedro.pipeline import Node, Pipeline
 from efm_seg.pipelines.evaluation.nodes import check_lineage, combine_stages, stage_evaluator
 
 STAGES = ("baseline", "efm", "finetune")
+STAGE_OUTPUTS = ("test_metrics", "test_per_class", "test_predictions")
+SHARED_INPUTS = {"encoded_samples", "split", "run_info"}
+PARAMETERS = {"params:dataset", "params:evaluation"}
 
 
 def create_stage_evaluation(stage: str) -> Pipeline:
-    """Evaluate ``<stage>.best_checkpoint``; outputs land under the stage's namespace."""
+    """Score ``<stage>.best_checkpoint``; the outputs are ``<stage>.test_*``."""
     template = Pipeline(
         [
             Node(
@@ -25,10 +34,10 @@ def create_stage_evaluation(stage: str) -> Pipeline:
                     "split": "split",
                     "dataset": "params:dataset",
                     "evaluation": "params:evaluation",
-                    "lineage": "evaluation_lineage",
+                    "lineage": "lineage",
                     "run_info": "run_info",
                 },
-                outputs=["test_metrics", "test_per_class", "test_predictions"],
+                outputs=list(STAGE_OUTPUTS),
                 name="evaluate",
             )
         ]
@@ -36,13 +45,14 @@ def create_stage_evaluation(stage: str) -> Pipeline:
     return Pipeline(
         template,
         namespace=stage,
-        inputs={"encoded_samples", "split", "evaluation_lineage", "run_info"},
-        parameters={"params:dataset", "params:evaluation"},
+        inputs={"best_checkpoint": f"{stage}.best_checkpoint", "lineage": "lineage"}
+        | {name: name for name in SHARED_INPUTS},
+        outputs={name: f"{stage}.{name}" for name in STAGE_OUTPUTS},
+        parameters=PARAMETERS,
     )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    # First, before any stage is scored: do the three checkpoints share one lineage?
     check = Pipeline(
         [
             Node(
@@ -53,7 +63,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "split": "split",
                     "dataset": "params:dataset",
                 },
-                outputs="evaluation_lineage",
+                outputs="lineage",
                 name="check_lineage",
             )
         ]
@@ -70,4 +80,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             )
         ]
     )
-    return check + per_stage + combine
+    stage_names = {f"{s}.{name}" for s in STAGES for name in ("best_checkpoint", *STAGE_OUTPUTS)}
+    return Pipeline(
+        check + per_stage + combine,
+        namespace="evaluation",
+        inputs=SHARED_INPUTS | {f"{s}.best_checkpoint" for s in STAGES},
+        outputs=(stage_names - {f"{s}.best_checkpoint" for s in STAGES})
+        | {"evaluation_metrics", "evaluation_per_class"},
+        parameters=PARAMETERS,
+    )
