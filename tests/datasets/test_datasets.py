@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from kedro.io import DatasetError
 
-from efm_seg.data.samples import EncodedSample, open_store
+from efm_seg.data.samples import EncodedSample, StoreChangedError, open_store, write_store
 from efm_seg.datasets import ImageFolderDataset, SampleStoreDataset, SyntheticSceneFolderDataset
 
 
@@ -60,6 +60,37 @@ def test_a_partial_store_is_not_loaded(tmp_path):
     (tmp_path / "store" / "images").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="run the preprocessing pipeline"):
         open_store(tmp_path / "store")
+
+
+def test_the_store_fingerprint_identifies_its_content(tmp_path):
+    first = write_store(tmp_path / "a", {"x": sample(1), "y": sample(2)})
+    assert open_store(tmp_path / "a").fingerprint == first.fingerprint
+    same = write_store(tmp_path / "b", {"x": sample(1), "y": sample(2)})
+    assert same.fingerprint == first.fingerprint  # same content, wherever and whenever written
+    for other in (
+        {"x": sample(1), "y": sample(3)},  # one pixel value
+        {"y": sample(2), "x": sample(1)},  # order
+        {"x": sample(1), "z": sample(2)},  # an id
+        {"x": sample(1), "y": sample(2, size=9)},  # a size
+    ):
+        assert write_store(tmp_path / "c", other).fingerprint != first.fingerprint
+
+
+def test_a_replaced_store_is_noticed(tmp_path):
+    store = write_store(tmp_path / "s", {"x": sample(1)})
+    store.check_unchanged("a test")
+    write_store(tmp_path / "s", {"x": sample(1)})  # written again, same content: the same store
+    store.check_unchanged("a test")
+    write_store(tmp_path / "s", {"x": sample(2)})
+    with pytest.raises(StoreChangedError, match=r"changed during a test \(fingerprint"):
+        store.check_unchanged("a test")
+
+
+def test_a_store_without_fingerprint_is_refused(tmp_path):
+    write_store(tmp_path / "s", {"x": sample(1)})
+    (tmp_path / "s" / "samples.json").write_text('{"ids": ["x"]}')  # as an earlier efm-seg wrote
+    with pytest.raises(FileNotFoundError, match=r"no content fingerprint.*preprocessing"):
+        open_store(tmp_path / "s")
 
 
 def test_image_folder_is_read_only_and_must_exist(tmp_path):

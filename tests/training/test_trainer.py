@@ -26,7 +26,7 @@ from efm_seg.training.config import TrainConfig, deep_merge
 from efm_seg.training.data import SegmentationSamples
 from efm_seg.training.models import model_from_checkpoint
 from efm_seg.training.trainer import StageResult, Trainer, epoch_scores
-from tests.conftest import scene_labels
+from tests.conftest import scene_labels, write_tiny_store
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "base"
 CLASSES = ("land", "building", "water")
@@ -490,3 +490,21 @@ def test_input_sizes_the_model_cannot_take_are_explained(tmp_path):
     )
     with pytest.raises(ValueError, match=r"preprocessing\.size"):
         Trainer(make_config(), odd, ["s0", "s1"], ["s2"], CLASSES, IGNORE)
+
+
+def test_a_store_replaced_during_training_stops_the_stage(tmp_path):
+    from efm_seg.data.samples import StoreChangedError
+
+    root = tmp_path / "encoded"
+    store = write_tiny_store(root, 10, seed=3)
+    trainer = make_trainer(store, make_config(epochs=3))
+    steps = []
+
+    def replace_store_once(*_):
+        steps.append(1)
+        if len(steps) == 3:  # in the middle of epoch 2 (two steps per epoch)
+            write_tiny_store(root, 10, seed=4)
+
+    trainer.state.optimizer.register_step_post_hook(replace_store_once)
+    with pytest.raises(StoreChangedError, match="the test stage's epoch 2"):
+        trainer.fit()
