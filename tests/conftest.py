@@ -145,9 +145,14 @@ def make_project(parent: Path) -> Path:
 
 
 def kedro_run(
-    project: Path, pipelines: list[str] | None = None, env: str | None = None, **params
+    project: Path,
+    pipelines: list[str] | None = None,
+    env: str | None = None,
+    load_versions: dict[str, str] | None = None,
+    **params,
 ) -> dict:
-    """``kedro run [--pipelines ...] [--env ...] [--params ...]`` through a KedroSession.
+    """``kedro run [--pipelines ...] [--env ...] [--load-versions ...] [--params ...]`` through a
+    KedroSession.
 
     ``params`` are given as on the command line (``**{"split.seed": 7}``) and nested as the
     CLI nests them (``{"split": {"seed": 7}}``); a flat dotted key would never reach a node.
@@ -157,7 +162,7 @@ def kedro_run(
     )
     bootstrap_project(project)
     with KedroSession.create(project_path=project, env=env, runtime_params=runtime or None) as s:
-        return s.run(pipeline_names=pipelines)
+        return s.run(pipeline_names=pipelines, load_versions=load_versions)
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ def collect_provenance(
     baseline_predictions: dict[str, np.ndarray],
     efm_predictions: dict[str, np.ndarray],
     finetune_predictions: dict[str, np.ndarray],
+    samples: SampleStore,
     dataset: DatasetParams,
     run_info: dict[str, Any],
 ) -> dict[str, Any]:
@@ -72,7 +73,8 @@ def collect_provenance(
       the previous stage's compared one (:func:`efm_seg.lineage.check_stage_rows`);
     - a stage's training record, history or EFM snapshots from another run than the checkpoint
       that was evaluated, or its predictions from another evaluation than its scores;
-    - ``dataset.classes`` changed since the stages were trained.
+    - the sample store (whose test images the figures show) or ``dataset.classes`` (which
+      name the classes) changed since the stages were trained and scored.
 
     Returns:
         The report's provenance: this run's ``run_info``, the data fingerprints, and per stage
@@ -148,6 +150,13 @@ def collect_provenance(
             else {},
         }
     data = {key: stages["baseline"][key] for key in ("store", "split", "classes")}
+    if samples.fingerprint != data["store"]:
+        raise LineageError(
+            f"the stages were trained and scored on sample store {data['store']}, but the store "
+            f"is now {samples.fingerprint} (preprocessed again since): the figures would show "
+            "other images than the ones scored. Train and evaluate the stages again: kedro run "
+            "--pipelines training,evaluation,reporting"
+        )
     now = classes_fingerprint(scheme.classes, scheme.ignore_index)
     if data["classes"] != now:
         raise LineageError(

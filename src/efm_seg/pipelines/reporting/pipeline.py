@@ -31,6 +31,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs={
                     "evaluation_metrics": "evaluation_metrics",
                     **per_stage,
+                    "samples": "encoded_samples",
                     "dataset": "params:dataset",
                     "run_info": "run_info",
                 },
