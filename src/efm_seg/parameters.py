@@ -186,6 +186,13 @@ class SnapshotParams(Block):
     count: int = Field(4, ge=0)
 
 
+class ResumeParams(Block):
+    """``training.resume``: continue a stage killed mid-way from its last saved epoch."""
+
+    enabled: bool = True
+    every: int = Field(1, ge=1)
+
+
 class TrainingParams(Block):
     """``training``: the recipe the three stages share (each merges its overrides in)."""
 
@@ -204,6 +211,7 @@ class TrainingParams(Block):
     efm: EFMScheduleParams = EFMScheduleParams()
     snapshots: SnapshotParams = SnapshotParams()
     init_from: Literal["previous"] | None = None
+    resume: ResumeParams = ResumeParams()
 
     @field_validator("scheduler", mode="before")
     @classmethod

@@ -1,8 +1,10 @@
-"""Kedro datasets: raw image folders, the embedded demo data, encoded samples, checkpoints."""
+"""Kedro datasets: raw image folders, the embedded demo data, encoded samples, checkpoints,
+training states."""
 
 from efm_seg.datasets.checkpoint import NpzDataset, TorchCheckpointDataset
 from efm_seg.datasets.image_folder import ImageFolderDataset, SyntheticSceneFolderDataset
 from efm_seg.datasets.sample_store import SampleStoreDataset
+from efm_seg.datasets.training_state import TrainingStateDataset
 
 __all__ = [
     "ImageFolderDataset",
@@ -10,4 +12,5 @@ __all__ = [
     "SampleStoreDataset",
     "SyntheticSceneFolderDataset",
     "TorchCheckpointDataset",
+    "TrainingStateDataset",
 ]

@@ -81,6 +81,8 @@ class TrainConfig:
     init_from: Literal["previous"] | None
     loss: dict[str, Any] = field(default_factory=dict)
     efm_map: dict[str, Any] = field(default_factory=dict)
+    resume: bool = True
+    resume_every: int = 1
 
     @classmethod
     def from_params(
@@ -133,6 +135,8 @@ class TrainConfig:
             init_from=recipe.init_from,
             loss=method.loss.model_dump(),
             efm_map=method.map.model_dump(),
+            resume=recipe.resume.enabled,
+            resume_every=recipe.resume.every,
         )
 
     def resolve_device(self) -> torch.device:

@@ -39,6 +39,7 @@ from efm_seg.training.models import (
     make_checkpoint,
     model_from_checkpoint,
 )
+from efm_seg.training.resume import ResumeMismatchError, StateFile, differences
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,11 @@ class Trainer:
         classes: Class names; their count is the model's number of outputs.
         ignore_index: Label of pixels that are never scored.
         init_checkpoint: A previous stage's checkpoint to start from (``init_from: previous``).
+        state_file: Where the resumable state is saved every ``config.resume_every`` epochs;
+            ``None`` trains without one. With ``config.resume`` a saved state is resumed from
+            (it must come from the same configuration and data), else it is discarded.
+        resume_key: What else identifies the run beyond the configuration (e.g. the data's
+            fingerprints and the checkpoint started from); a saved state must match it.
     """
 
     def __init__(
@@ -114,6 +120,8 @@ class Trainer:
         classes: Sequence[str],
         ignore_index: int,
         init_checkpoint: Mapping[str, Any] | None = None,
+        state_file: StateFile | None = None,
+        resume_key: Mapping[str, Any] | None = None,
     ) -> None:
         if len(train_ids) == 0 or len(val_ids) == 0:
             raise ValueError(
@@ -122,6 +130,20 @@ class Trainer:
             )
         self.config = config
         self.store = store
+        self.state_file = state_file
+        # A saved state resumes only the run it came from: same recipe (where the run happens
+        # and the save interval aside), same samples, same data and starting point.
+        recipe = {
+            k: v for k, v in asdict(config).items()
+            if k not in ("device", "num_workers", "resume", "resume_every")
+        }  # fmt: skip
+        self.resume_key = {
+            "recipe": recipe,
+            "train_ids": list(train_ids),
+            "val_ids": list(val_ids),
+            "classes": list(classes),
+            **dict(resume_key or {}),
+        }
         self.classes = list(classes)
         self.ignore_index = ignore_index
         self.device = config.resolve_device()
@@ -251,6 +273,7 @@ class Trainer:
             if config.efm.enabled else "off",
         )  # fmt: skip
         fit_started = time.perf_counter()
+        elapsed_before = self._resume()
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
             refreshed = config.efm.is_refresh_epoch(epoch)
@@ -288,7 +311,126 @@ class Trainer:
                 row["val_loss"], row["val_iou"], row["val_f1"], row["val_accuracy"],
                 row["seconds"], " (EFM refreshed)" if row["efm_refreshed"] else "",
             )  # fmt: skip
-        return self._result(time.perf_counter() - fit_started)
+            if self.state_file is not None and (
+                epoch % config.resume_every == 0 or epoch == config.epochs
+            ):
+                self.state_file.save(
+                    self.resume_state(elapsed_before + time.perf_counter() - fit_started)
+                )
+        result = self._result(elapsed_before + time.perf_counter() - fit_started)
+        if self.state_file is not None:
+            self.state_file.clear()  # finished: a later run of this stage starts afresh
+        return result
+
+    # -- resume -------------------------------------------------------------------------------
+    def _resume(self) -> float:
+        """Restore the saved state, if any and allowed; return the training time it had."""
+        if self.state_file is None:
+            return 0.0
+        if not self.config.resume:
+            if self.state_file.path.exists():
+                logger.info("%s: resume is off; discarding %s", self.config.stage, self.state_file)
+            self.state_file.clear()
+            return 0.0
+        saved = self.state_file.load()
+        if saved is None:
+            return 0.0
+        if saved.get("key") != self.resume_key:
+            changed = differences(saved.get("key") or {}, self.resume_key)
+            raise ResumeMismatchError(
+                f"{self.config.stage}: {self.state_file.path} holds the state of an interrupted "
+                f"run (after epoch {saved.get('epoch')}) with other settings or data: "
+                f"{', '.join(changed[:8])} differ. It is not resumed. To start afresh: --params "
+                "training.resume.enabled=false (or delete the file); to resume it, run with the "
+                "settings and data it had"
+            )
+        self.load_resume_state(saved)
+        logger.info(
+            "%s: resumed from %s after epoch %d of %d",
+            self.config.stage, self.state_file.path, self.state.epoch, self.config.epochs,
+        )  # fmt: skip
+        return float(saved.get("elapsed", 0.0))
+
+    def resume_state(self, elapsed: float = 0.0) -> dict[str, Any]:
+        """Everything that changes while training, and every random state, as plain values and
+        tensors (what ``torch.load(weights_only=True)`` reads back)."""
+        state = self.state
+        transform = self.train_loader.dataset.transform
+        numpy_state = np.random.get_state()
+        return {
+            "key": self.resume_key,
+            "epoch": state.epoch,
+            "elapsed": elapsed,
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict() if state.scheduler else None,
+            "scaler": state.scaler.state_dict() if state.scaler else None,
+            "ema": state.ema.state_dict() if state.ema else None,
+            "efm_store": state.efm_store.state_dict() if state.efm_store else None,
+            "efm_prior": state.efm_prior,
+            "best_score": state.best_score,
+            "best_epoch": state.best_epoch,
+            "best_state": state.best_state,
+            "history": state.history,
+            "snapshots": [
+                {**s, "efm": torch.from_numpy(s["efm"]), "entropy": torch.from_numpy(s["entropy"])}
+                for s in state.snapshots
+            ],
+            "rng": {
+                "python": random.getstate(),
+                "numpy": (
+                    numpy_state[0],
+                    torch.from_numpy(numpy_state[1].astype(np.int64)),
+                    *numpy_state[2:],
+                ),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "loader": self.train_loader.generator.get_state(),
+                "augment": None
+                if transform is None
+                else {
+                    "numpy": transform.random_generator.bit_generator.state,
+                    "python": transform.py_random.getstate(),
+                },
+            },
+        }
+
+    def load_resume_state(self, saved: Mapping[str, Any]) -> None:
+        """Restore what :meth:`resume_state` saved."""
+        state = self.state
+        state.model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        if state.scheduler is not None:
+            state.scheduler.load_state_dict(saved["scheduler"])
+        if state.scaler is not None:
+            state.scaler.load_state_dict(saved["scaler"])
+        if state.ema is not None:
+            state.ema.load_state_dict(saved["ema"])
+        if state.efm_store is not None:
+            state.efm_store.load_state_dict(saved["efm_store"])
+        prior = saved["efm_prior"]
+        state.efm_prior = None if prior is None else prior.to(self.device)
+        state.epoch = int(saved["epoch"])
+        state.best_score = float(saved["best_score"])
+        state.best_epoch = int(saved["best_epoch"])
+        state.best_state = saved["best_state"]
+        state.history = [dict(row) for row in saved["history"]]
+        state.snapshots = [
+            {**s, "efm": s["efm"].numpy(), "entropy": s["entropy"].numpy()}
+            for s in saved["snapshots"]
+        ]
+        rng = saved["rng"]
+        random.setstate(rng["python"])
+        name, keys, *rest = rng["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.train_loader.generator.set_state(rng["loader"])
+        transform = self.train_loader.dataset.transform
+        if transform is not None and rng["augment"] is not None:
+            transform.random_generator.bit_generator.state = rng["augment"]["numpy"]
+            transform.py_random.setstate(rng["augment"]["python"])
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         config, state = self.config, self.state

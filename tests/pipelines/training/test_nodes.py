@@ -51,7 +51,7 @@ def data(tmp_path_factory):
 def efm_stage(data):
     store, split = data
     return stage_trainer("efm")(
-        store, split, DATASET_PARAMS, EFM_METHOD, TRAINING, OVERRIDES, RUN_INFO
+        store, split, DATASET_PARAMS, EFM_METHOD, TRAINING, OVERRIDES, RUN_INFO, None
     )
 
 
@@ -78,19 +78,19 @@ def test_init_from_decides_whether_the_previous_checkpoint_is_used(data, efm_sta
     train = stage_trainer("finetune")
     fresh = {**OVERRIDES, "init_from": None}
     checkpoint, _, _, _ = train(
-        store, split, DATASET_PARAMS, EFM_METHOD, TRAINING, fresh, RUN_INFO, previous
+        store, split, DATASET_PARAMS, EFM_METHOD, TRAINING, fresh, RUN_INFO, None, previous
     )
     assert checkpoint["config"]["init_from"] is None  # the previous checkpoint was not read
     assert checkpoint["lineage"]["init"] is None
     with pytest.raises(ValueError, match="trained on classes"):
         train(
             store, split, DATASET_PARAMS, EFM_METHOD, TRAINING,
-            {**OVERRIDES, "init_from": "previous"}, RUN_INFO, previous,
+            {**OVERRIDES, "init_from": "previous"}, RUN_INFO, None, previous,
         )  # fmt: skip
     with pytest.raises(ValueError, match="no previous stage"):
         train(
             store, split, DATASET_PARAMS, EFM_METHOD, TRAINING,
-            {**OVERRIDES, "init_from": "previous"}, RUN_INFO, None,
+            {**OVERRIDES, "init_from": "previous"}, RUN_INFO, None, None,
         )  # fmt: skip
 
 
@@ -121,7 +121,7 @@ def test_finetune_records_the_checkpoint_it_started_from(data, efm_stage):
     train = stage_trainer("finetune")
     checkpoint, _, _, _ = train(
         store, split, DATASET_PARAMS, EFM_METHOD, TRAINING,
-        {**OVERRIDES, "init_from": "previous"}, {"run_id": "run-2"}, efm_stage[0],
+        {**OVERRIDES, "init_from": "previous"}, {"run_id": "run-2"}, None, efm_stage[0],
     )  # fmt: skip
     assert checkpoint["lineage"]["init"] == {"stage": "efm", "run_id": "run-1"}
     assert checkpoint["lineage"]["run_id"] == "run-2"
@@ -142,11 +142,13 @@ def test_a_previous_checkpoint_from_other_data_is_refused(data, efm_stage, linea
     with pytest.raises(LineageError, match=message):
         stage_trainer("finetune")(
             store, split, DATASET_PARAMS, EFM_METHOD, TRAINING,
-            {**OVERRIDES, "init_from": "previous"}, RUN_INFO, previous,
+            {**OVERRIDES, "init_from": "previous"}, RUN_INFO, None, previous,
         )  # fmt: skip
 
 
 def test_training_needs_a_run_id(data):
     store, split = data
     with pytest.raises(ValueError, match="run_info has no run_id"):
-        stage_trainer("baseline")(store, split, DATASET_PARAMS, EFM_METHOD, TRAINING, OVERRIDES, {})
+        stage_trainer("baseline")(
+            store, split, DATASET_PARAMS, EFM_METHOD, TRAINING, OVERRIDES, {}, None
+        )

@@ -15,7 +15,7 @@ def test_stage_wiring():
     efm = create_stage_pipeline("efm", init_from="baseline.best_checkpoint")
     assert baseline.inputs() == {
         "encoded_samples", "split", "params:dataset", "params:efm_method", "params:training",
-        "params:baseline.overrides", "run_info",
+        "params:baseline.overrides", "run_info", "baseline.training_state",
     }  # fmt: skip
     assert "baseline.best_checkpoint" in efm.inputs()
     assert efm.outputs() == {

@@ -27,6 +27,7 @@ from efm_seg.parameters import (
 )
 from efm_seg.provenance import run_id_of
 from efm_seg.training.config import TrainConfig
+from efm_seg.training.resume import StateFile
 from efm_seg.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def train_stage(
     overrides: StageOverrides | None,
     run_info: dict[str, Any],
     init_checkpoint: dict[str, Any] | None = None,
+    training_state: StateFile | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, np.ndarray], dict[str, Any]]:
     """Train one stage; return its best checkpoint, history, EFM snapshots and record.
 
@@ -89,6 +91,8 @@ def train_stage(
         run_info: This run's ``run_info`` (its id is recorded as the checkpoint's lineage).
         init_checkpoint: The previous stage's best checkpoint, used when ``init_from: previous``;
             it must come from the same data (store, split, classes).
+        training_state: Where the stage saves its resumable state every epoch and resumes
+            from after a crash (``training.resume``); ``None`` trains without one.
 
     Returns:
         The best checkpoint (weights, model spec, classes, metrics, lineage, effective recipe,
@@ -130,6 +134,8 @@ def train_stage(
         classes=scheme.classes,
         ignore_index=scheme.ignore_index,
         init_checkpoint=init_checkpoint if config.init_from == "previous" else None,
+        state_file=training_state,
+        resume_key={**data.as_dict(), "init": init},
     )
     result = trainer.fit()
     checkpoint = {
@@ -170,11 +176,12 @@ def stage_trainer(stage: str):
         training: TrainingParams,
         overrides: StageOverrides,
         run_info: dict[str, Any],
+        training_state: StateFile,
         init_checkpoint: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], pd.DataFrame, dict[str, np.ndarray], dict[str, Any]]:
         return train_stage(
             stage, samples, split, dataset, efm_method, training, overrides, run_info,
-            init_checkpoint,
+            init_checkpoint, training_state,
         )  # fmt: skip
 
     train.__name__ = train.__qualname__ = f"train_{stage}"

@@ -36,6 +36,7 @@ def create_stage_pipeline(stage: str, init_from: str | None = None) -> Pipeline:
         "training": "params:training",
         "overrides": "params:overrides",
         "run_info": "run_info",
+        "training_state": "training_state",
     }
     if init_from is not None:
         inputs["init_checkpoint"] = "init_checkpoint"
