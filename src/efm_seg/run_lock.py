@@ -30,6 +30,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
+from efm_seg.atomic import write_error
 from efm_seg.parameters import check_input_sizes
 
 logger = logging.getLogger(__name__)
@@ -118,8 +119,16 @@ class RunLock:
         return not _alive(int(holder.get("pid", -1)))
 
     def acquire(self) -> None:
-        """Take the lock, or raise :class:`RunLockedError` naming the run that holds it."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Take the lock, or raise :class:`RunLockedError` naming the run that holds it.
+
+        Raises:
+            OutputWriteError: The data root cannot be written (read-only, full disk): the run
+                stops before it writes anything.
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.root, exc) from exc
         me = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -145,8 +154,14 @@ class RunLock:
                 )
                 self.path.unlink(missing_ok=True)
                 continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump(me, handle)
+            except OSError as exc:
+                raise write_error(self.path, exc) from exc
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    json.dump(me, handle)
+            except OSError as exc:
+                self.path.unlink(missing_ok=True)
+                raise write_error(self.path, exc) from exc
             self._held = True
             return
         raise RunLockedError(f"could not take the lock {self.path}: another run took it first")

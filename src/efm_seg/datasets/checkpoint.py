@@ -120,12 +120,29 @@ def _check_loadable(value: Any, where: str) -> None:
     )
 
 
+def _check_finite(value: Any, where: str) -> None:
+    """Raise if a floating-point tensor in ``value`` holds NaN or infinite values."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise DatasetError(
+                f"checkpoint{where} holds NaN or infinite values; a checkpoint is never saved "
+                "with them (the training diverged: see the stage's log)"
+            )
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{where}[{i}]")
+
+
 class TorchCheckpointDataset(_LocalVersionedDataset):
     """A checkpoint dict written with ``torch.save`` and read with ``weights_only=True``.
 
     ``save`` checks that the dict holds only tensors and plain values (what a weights-only
-    load can read back: better to fail now than when the next stage starts) and writes it
-    atomically. ``load`` returns it with tensors on ``map_location`` (the CPU by default).
+    load can read back: better to fail now than when the next stage starts) and no NaN or
+    infinite floats, and writes it atomically. ``load`` returns it with tensors on
+    ``map_location`` (the CPU by default).
 
     Example (``conf/base/catalog.yml``)::
 
@@ -177,6 +194,7 @@ class TorchCheckpointDataset(_LocalVersionedDataset):
         if not isinstance(data, Mapping):
             raise DatasetError(f"a checkpoint is a dict, got {type(data).__name__}")
         _check_loadable(data, "")
+        _check_finite(data, "")
         atomic_write(self._save_file(), lambda file: torch.save(dict(data), file))
 
     def _describe(self) -> dict[str, Any]:

@@ -44,6 +44,18 @@ from efm_seg.training.resume import ResumeMismatchError, StateFile, differences
 logger = logging.getLogger(__name__)
 
 
+class NumericFaultError(RuntimeError):
+    """A loss, gradient or validated weight became NaN or infinite; the message says where."""
+
+
+class _NonFinite(Exception):
+    """Raised inside a step: ``what`` (the loss, the gradients) is not finite."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
 @dataclass
 class TrainState:
     """Everything that changes during a stage — the one place a resume would snapshot."""
@@ -131,6 +143,8 @@ class Trainer:
         self.config = config
         self.store = store
         self.state_file = state_file
+        self._saved_epoch = 0  # the last epoch whose state is in state_file
+        self._skipped_steps = 0  # this epoch's steps skipped by the fp16 gradient scaler
         # A saved state resumes only the run it came from: same recipe (where the run happens
         # and the save interval aside), same samples, same data and starting point.
         recipe = {
@@ -274,6 +288,7 @@ class Trainer:
         )  # fmt: skip
         fit_started = time.perf_counter()
         elapsed_before = self._resume()
+        self._saved_epoch = state.epoch  # resumed from (0: nothing saved yet)
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
             refreshed = config.efm.is_refresh_epoch(epoch)
@@ -283,6 +298,7 @@ class Trainer:
             lr = state.optimizer.param_groups[0]["lr"]
             train = self._train_epoch(epoch)
             val = self._validate()
+            self._check_validated(epoch, val["loss"])
             # What was read this epoch must all come from the store the stage started with.
             self.store.check_unchanged(f"the {config.stage} stage's epoch {epoch}")
             if state.scheduler is not None:
@@ -301,6 +317,7 @@ class Trainer:
                 **{f"val_{k}": v for k, v in val.items()},
                 "efm_active": config.efm.active(epoch),
                 "efm_refreshed": refreshed and config.efm.enabled,
+                "skipped_steps": self._skipped_steps,
                 "seconds": time.perf_counter() - started,
             }
             state.history.append(row)
@@ -317,6 +334,7 @@ class Trainer:
                 self.state_file.save(
                     self.resume_state(elapsed_before + time.perf_counter() - fit_started)
                 )
+                self._saved_epoch = epoch
         result = self._result(elapsed_before + time.perf_counter() - fit_started)
         if self.state_file is not None:
             self.state_file.clear()  # finished: a later run of this stage starts afresh
@@ -438,24 +456,81 @@ class Trainer:
         confusion = self._confusion()
         use_efm = config.efm.active(epoch)
         total, batches = 0.0, 0
+        self._skipped_steps = 0
         progress = tqdm(
             self.train_loader,
             desc=f"{config.stage} epoch {epoch}/{config.epochs}",
             leave=False,
             disable=not sys.stderr.isatty(),
         )
-        for batch in progress:
+        for number, batch in enumerate(progress, start=1):
             images = batch["image"].to(self.device, non_blocking=True)
             masks = batch["mask"].to(self.device, non_blocking=True)
             logits = self._forward(state.model, images)
             efm = self._batch_efm(batch, logits, masks) if use_efm else None
             loss = self.criterion(logits, masks, efm)
-            self._step(loss)
+            try:
+                stepped = self._step(loss)
+            except _NonFinite as fault:
+                raise self._fault(fault.what, epoch, number, batch) from None
+            if not stepped:  # fp16: the scaler skipped a step with inf/NaN gradients
+                self._skipped_steps += 1
+                continue
             total += float(loss.detach())
             batches += 1
             confusion.update(logits.detach().max(dim=1).indices, masks)
             progress.set_postfix(loss=f"{total / batches:.4f}")
+        if self._skipped_steps:
+            if not batches:
+                raise self._fault("loss at every gradient scale", epoch, None, None)
+            logger.warning(
+                "%s epoch %d: the fp16 gradient scaler skipped %d of %d steps (inf/NaN "
+                "gradients at the current scale)",
+                config.stage, epoch, self._skipped_steps, self._skipped_steps + batches,
+            )  # fmt: skip
         return {"loss": total / max(batches, 1), **epoch_scores(confusion.compute())}
+
+    def _fault(
+        self, what: str, epoch: int, number: int | None, batch: Mapping[str, Any] | None
+    ) -> NumericFaultError:
+        """The error for a non-finite ``what``; nothing from the faulty step was applied."""
+        config = self.config
+        where = f"epoch {epoch}"
+        if number is not None:
+            where += f", batch {number} of {len(self.train_loader)}"
+        if batch is not None and "index" in batch:
+            ids = self.train_loader.dataset.ids
+            where += f" (samples {', '.join(ids[int(i)] for i in batch['index'])})"
+        saved = self._saved_epoch
+        if self.state_file is None:
+            resume = "This run keeps no resumable state."
+        elif saved:
+            resume = (
+                f"The state after epoch {saved} is saved in {self.state_file.path}: the same "
+                "command resumes from there (and passes if the fault was transient)."
+            )
+        else:
+            resume = "No epoch had completed, so there is no state to resume from."
+        return NumericFaultError(
+            f"{config.stage}: the {what} became NaN or infinite in {where}; the step was not "
+            f"taken and nothing was saved from it. {resume} Usual causes: a learning rate too "
+            f"high (training.optimizer.lr = {config.lr}), no gradient clipping "
+            f"(training.grad_clip = {config.grad_clip}), or bad values in those samples. After "
+            "changing a setting, start afresh with --params training.resume.enabled=false"
+        )
+
+    def _check_validated(self, epoch: int, val_loss: float) -> None:
+        """Stop before a non-finite model can be kept as the best or saved as a checkpoint."""
+        model = self.state.eval_model
+        bad = [
+            name
+            for name, tensor in model.state_dict().items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+        ]
+        if bad:
+            raise self._fault(f"validated weights ({', '.join(bad[:3])})", epoch, None, None)
+        if not math.isfinite(val_loss):
+            raise self._fault("validation loss", epoch, None, None)
 
     def _batch_efm(
         self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor, masks: torch.Tensor
@@ -474,23 +549,42 @@ class Trainer:
         # Like the other sources' maps, zero where nothing is scored.
         return torch.where(masks != self.ignore_index, prior, 0.0)
 
-    def _step(self, loss: torch.Tensor) -> None:
+    def _step(self, loss: torch.Tensor) -> bool:
+        """Back-propagate ``loss`` and take one optimiser step (and EMA update).
+
+        Returns False where the fp16 gradient scaler skipped the step (inf/NaN gradients at its
+        current scale, which it then lowers). Without a scaler a non-finite loss or gradient
+        raises :class:`_NonFinite` before the weights change.
+        """
         state, clip = self.state, self.config.grad_clip
         state.optimizer.zero_grad(set_to_none=True)
+        parameters = [p for p in state.model.parameters() if p.requires_grad]
         if state.scaler is not None:
+            scale = state.scaler.get_scale()
             state.scaler.scale(loss).backward()
             state.scaler.unscale_(state.optimizer)
             if clip:
-                nn.utils.clip_grad_norm_(state.model.parameters(), clip)
+                nn.utils.clip_grad_norm_(parameters, clip)
             state.scaler.step(state.optimizer)
             state.scaler.update()
+            if state.scaler.get_scale() < scale:  # lowered: this step was skipped
+                return False
         else:
+            if not bool(torch.isfinite(loss.detach())):
+                raise _NonFinite("loss")
             loss.backward()
-            if clip:
-                nn.utils.clip_grad_norm_(state.model.parameters(), clip)
+            grads = [p.grad for p in parameters if p.grad is not None]
+            norm = (
+                nn.utils.clip_grad_norm_(parameters, clip)
+                if clip
+                else nn.utils.get_total_norm(grads)
+            )
+            if not bool(torch.isfinite(norm)):
+                raise _NonFinite("gradient")
             state.optimizer.step()
         if state.ema is not None:
             state.ema.update_parameters(state.model)
+        return True
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
