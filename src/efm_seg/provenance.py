@@ -108,6 +108,35 @@ def input_versions(pipeline, catalog, load_versions: dict[str, str] | None) -> d
     return versions
 
 
+class LoadVersionError(ValueError):
+    """``--load-versions`` names a version that was never saved."""
+
+
+def check_load_versions(catalog, load_versions: dict[str, str] | None) -> None:
+    """Refuse, before the run writes anything, a ``--load-versions`` version that does not exist.
+
+    Kedro itself would only fail when the node reading it runs, after earlier nodes have saved.
+    """
+    for name, version in sorted((load_versions or {}).items()):
+        try:
+            dataset = catalog.get(name, fallback_to_runtime_pattern=True)
+        except Exception:  # Kedro refuses unknown names itself, with its own message
+            continue
+        if not isinstance(dataset, AbstractVersionedDataset):
+            continue
+        if dataset.exists():
+            continue
+        try:
+            saved = dataset.list_versions(full_path=False)
+        except Exception:  # nothing saved at all
+            saved = []
+        raise LoadVersionError(
+            f"--load-versions {name}:{version}: there is no such version of {name} "
+            f"({dataset._filepath}); saved versions: {', '.join(sorted(saved)) or 'none'}. "
+            "Nothing was run"
+        )
+
+
 def run_info(
     run_params: dict[str, Any],
     pipeline,

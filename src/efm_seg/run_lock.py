@@ -32,6 +32,7 @@ from kedro.framework.hooks import hook_impl
 
 from efm_seg.atomic import write_error
 from efm_seg.parameters import check_input_sizes
+from efm_seg.provenance import check_load_versions
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class RunLockHook:
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
         # The check that spans several parameter blocks comes first: a refused run takes no lock.
         check_input_sizes(pipeline, catalog)
+        check_load_versions(catalog, run_params.get("load_versions"))
         if self._root is None:
             return
         self._lock = RunLock(self._root)
