@@ -79,6 +79,19 @@ def test_error_map_properties() -> None:
     assert error_map(probs.double(), target).dtype == torch.float64
 
 
+@pytest.mark.parametrize("num_classes", [1, 2, 7, 20])
+def test_error_map_settles_every_tie_as_argmax(num_classes: int) -> None:
+    """Coarse probabilities tie often (and uniform ones everywhere): the first maximal class
+    is the prediction, and labels outside 0..C-1 are always wrong."""
+    generator = torch.Generator().manual_seed(num_classes)
+    coarse = torch.randint(0, 3, (3, num_classes, 8, 8), generator=generator).float() / 2
+    uniform = torch.full((1, num_classes, 8, 8), 1.0 / num_classes)
+    for probs in (coarse, uniform):
+        target = torch.randint(0, num_classes + 2, (probs.shape[0], 8, 8), generator=generator)
+        expected = probs.max(dim=1).indices != target
+        assert torch.equal(error_map(probs, target).bool(), expected)
+
+
 def test_error_map_accepts_uint8_labels() -> None:
     probs, target = random_case()
     assert torch.equal(error_map(probs, target.to(torch.uint8)), error_map(probs, target))
