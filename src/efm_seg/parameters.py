@@ -176,10 +176,28 @@ class EMAParams(Block):
 
 
 class EFMScheduleParams(Block):
+    """``training.efm``: which EFM the loss uses, and when it is recomputed.
+
+    ``update`` (``per_sample`` only): ``refresh``, the paper's no-grad pass over the training set
+    every ``every`` epochs from ``start_epoch``; or ``step``, each sample's map taken from its own
+    training forward pass (flips and rotations undone) and used the next time it is drawn — no
+    extra pass, maps at most one epoch old, collected from the epoch before ``start_epoch``.
+    """
+
     enabled: bool = False
     source: Literal["per_sample", "online", "validation_prior"] = "per_sample"
+    update: Literal["refresh", "step"] = "refresh"
     start_epoch: int = Field(5, ge=1)
     every: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _step_needs_per_sample(self) -> EFMScheduleParams:
+        if self.update == "step" and self.source != "per_sample":
+            raise ValueError(
+                f"update: step fills the per-sample store; with source: {self.source} use "
+                "update: refresh (online maps are always the step's own)"
+            )
+        return self
 
 
 class SnapshotParams(Block):

@@ -44,8 +44,19 @@ class EFMSchedule:
 
     enabled: bool = False
     source: EFMSource = "per_sample"
+    update: Literal["refresh", "step"] = "refresh"
     start_epoch: int = 5
     every: int = 2
+
+    def collects_from_steps(self, epoch: int) -> bool:
+        """Whether ``epoch``'s training steps fill the per-sample store (``update: step``): from
+        the epoch before ``start_epoch``, so the maps are ready when the loss first uses them."""
+        return (
+            self.enabled
+            and self.source == "per_sample"
+            and self.update == "step"
+            and epoch >= self.start_epoch - 1
+        )
 
     def is_refresh_epoch(self, epoch: int) -> bool:
         return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.every == 0

@@ -444,10 +444,42 @@ def build_transforms(
 
     if not transforms:
         return None
-    compose = A.Compose(transforms, additional_targets={"efm": "mask"}, seed=seed)
+    # "coords" (pixel numbers) follows the geometry only, for undo_dihedral; adding a target
+    # never changes the random draws.
+    compose = A.Compose(transforms, additional_targets={"efm": "mask", "coords": "mask"}, seed=seed)
     if seed is not None:
         reseed_transform(compose, seed)  # one shared generator, see reseed_transform
     return compose
+
+
+# --------------------------------------------------------------------------------------------
+# Flips and 90° rotations: which one an augmented sample went through, and its inverse
+# --------------------------------------------------------------------------------------------
+
+
+def apply_dihedral(x: torch.Tensor, key: int) -> torch.Tensor:
+    """One of the 8 flips/rotations of the last two axes: ``key % 4`` quarter turns
+    (``torch.rot90``), then a horizontal flip when ``key >= 4``."""
+    turned = torch.rot90(x, key % 4, dims=(-2, -1))
+    return turned.flip(-1) if key >= 4 else turned
+
+
+def undo_dihedral(x: torch.Tensor, key: int) -> torch.Tensor:
+    """The inverse of :func:`apply_dihedral`: ``undo_dihedral(apply_dihedral(x, k), k) == x``."""
+    unflipped = x.flip(-1) if key >= 4 else x
+    return torch.rot90(unflipped, -(key % 4), dims=(-2, -1))
+
+
+def dihedral_key(coords: np.ndarray) -> int:
+    """The key of :func:`apply_dihedral` that took the pixel numbers ``arange(H·W)`` to
+    ``coords`` (as any combination of flips and 90° rotations does), read from the corners."""
+    height, width = coords.shape
+    corners = torch.tensor([[0, width - 1], [(height - 1) * width, height * width - 1]])
+    seen = torch.from_numpy(coords[[0, 0, -1, -1], [0, -1, 0, -1]].astype(np.int64)).view(2, 2)
+    for key in range(8):
+        if torch.equal(apply_dihedral(corners, key), seen):
+            return key
+    raise ValueError("the augmentation moved pixels other than by flips and 90° rotations")
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,7 +533,10 @@ class SegmentationSamples(Dataset):
     * ``"mask"``: ``int64`` ``(H, W)`` labels ``0..C-1`` and the ignore index, unchanged;
     * ``"index"``: ``i`` (the trainer maps it to the EFM row via :attr:`efm_indices`);
     * ``"efm"`` (only with an ``efm_store``): ``float32`` ``(H, W)`` in [0, 1], zeros until the
-      store is ready; augmented exactly like the mask.
+      store is ready; augmented exactly like the mask;
+    * ``"dihedral"`` (only with ``track_geometry``): the :func:`apply_dihedral` key of the flips
+      and rotations the sample went through (0 without), so that a map computed on the
+      augmented sample can be turned back (:func:`undo_dihedral`).
 
     Picklable (the store is a path and ids, the EFM store a shared tensor), so it works with
     DataLoader workers started by fork or spawn. See the module docstring for how the
@@ -524,6 +559,7 @@ class SegmentationSamples(Dataset):
         efm_indices: Sequence[int] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        track_geometry: bool = False,
     ) -> None:
         """Check the ids against the store and the EFM rows against the EFM store.
 
@@ -535,6 +571,7 @@ class SegmentationSamples(Dataset):
             efm_indices: Row of ``efm_store`` for each id; default ``0..len(ids)-1``.
             mean: Per-channel mean of RGB in [0, 1] (default ImageNet).
             std: Per-channel standard deviation of RGB in [0, 1] (default ImageNet), ``> 0``.
+            track_geometry: Add each item's ``"dihedral"`` key.
 
         Raises:
             ValueError: if ids are missing from the store, ``efm_indices`` does not fit, or
@@ -542,6 +579,7 @@ class SegmentationSamples(Dataset):
         """
         self.store = store
         self.ids: tuple[str, ...] = tuple(ids)
+        self.track_geometry = track_geometry
         known = set(store.ids)
         missing = [sample_id for sample_id in self.ids if sample_id not in known]
         if missing:
@@ -615,10 +653,15 @@ class SegmentationSamples(Dataset):
             inputs: dict[str, np.ndarray] = {"image": image, "mask": labels}
             if efm is not None:
                 inputs["efm"] = efm
+            if self.track_geometry:
+                inputs["coords"] = np.arange(labels.size, dtype=np.int32).reshape(labels.shape)
             out = self.transform(**inputs)
             image, labels = out["image"], out["mask"]
             if efm is not None:
                 efm = out["efm"]
+            key = dihedral_key(out["coords"]) if self.track_geometry else 0
+        else:
+            key = 0
         item: dict[str, Any] = {
             "image": self._normalise(image),
             "mask": torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
@@ -626,4 +669,6 @@ class SegmentationSamples(Dataset):
         }
         if efm is not None:
             item["efm"] = torch.from_numpy(np.ascontiguousarray(efm, dtype=np.float32))
+        if self.track_geometry:
+            item["dihedral"] = key
         return item

@@ -31,7 +31,13 @@ from efm_seg.data.samples import SampleStore
 from efm_seg.efm import EFMLoss, entropy_map, fingerprint_map
 from efm_seg.evaluation.metrics import scores_from_confusion
 from efm_seg.training.config import TrainConfig
-from efm_seg.training.data import EFMStore, SegmentationSamples, build_transforms, sample_shape
+from efm_seg.training.data import (
+    EFMStore,
+    SegmentationSamples,
+    build_transforms,
+    sample_shape,
+    undo_dihedral,
+)
 from efm_seg.training.models import (
     ModelSpec,
     build_model,
@@ -224,7 +230,11 @@ class Trainer:
             "persistent_workers": config.num_workers > 0,
         }
         train_set = SegmentationSamples(
-            store, train_ids, build_transforms(config.augment, seed=config.seed), efm_store
+            store,
+            train_ids,
+            build_transforms(config.augment, seed=config.seed),
+            efm_store,
+            track_geometry=config.efm.collects_from_steps(config.epochs),
         )
         self.train_loader = DataLoader(
             train_set,
@@ -295,6 +305,8 @@ class Trainer:
             if refreshed:
                 self._refresh_efm()
                 self._snapshot(epoch)
+            if config.efm.update == "step":  # the maps were refreshed by the steps themselves
+                refreshed = config.efm.collects_from_steps(epoch)
             lr = state.optimizer.param_groups[0]["lr"]
             train = self._train_epoch(epoch)
             val = self._validate()
@@ -455,6 +467,7 @@ class Trainer:
         state.model.train()
         confusion = self._confusion()
         use_efm = config.efm.active(epoch)
+        collect = config.efm.collects_from_steps(epoch)
         total, batches = 0.0, 0
         self._skipped_steps = 0
         progress = tqdm(
@@ -469,6 +482,8 @@ class Trainer:
             logits = self._forward(state.model, images)
             efm = self._batch_efm(batch, logits, masks) if use_efm else None
             loss = self.criterion(logits, masks, efm)
+            if collect:
+                self._store_step_efm(batch, logits, masks)
             try:
                 stepped = self._step(loss)
             except _NonFinite as fault:
@@ -616,10 +631,25 @@ class Trainer:
             )
             yield batch, probs, efm
 
+    @torch.no_grad()
+    def _store_step_efm(
+        self, batch: Mapping[str, Any], logits: torch.Tensor, masks: torch.Tensor
+    ) -> None:
+        """``update: step``: keep each sample's EFM from this forward pass, turned back to the
+        sample's own orientation, for the next time it is drawn (no extra pass)."""
+        probs = logits.detach().float().softmax(dim=1)
+        efm = fingerprint_map(probs, masks, ignore_index=self.ignore_index, **self.config.efm_map)
+        keys = [int(key) for key in batch["dihedral"]]
+        if any(keys):
+            efm = torch.stack([undo_dihedral(m, key) for m, key in zip(efm, keys, strict=True)])
+        self.state.efm_store.update(batch["index"], efm)
+
     def _refresh_efm(self) -> None:
         """Recompute the EFM the loss uses, from the current training weights (§2.3 step 3)."""
         config, state = self.config, self.state
         if not config.efm.enabled or config.efm.source == "online":
+            return
+        if config.efm.update == "step":  # filled by the training steps themselves
             return
         if config.efm.source == "per_sample":
             for batch, _, efm in self._fingerprints(self.train_eval_loader, state.model):
