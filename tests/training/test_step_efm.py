@@ -24,8 +24,8 @@ from tests.training.test_trainer import (
     QUANTUM,
     fit_recorded,
     identify,
+    make_asymmetric_store,
     per_sample_config,
-    store,  # noqa: F401 (the shared module fixture)
     train_ids,
 )
 from tests.training.test_trainer import apply_dihedral as reference_dihedral
@@ -59,6 +59,11 @@ def test_the_augmentation_is_read_back_from_the_pixel_numbers():
         assert np.array_equal(apply_dihedral(torch.from_numpy(labels), key).numpy(), out["mask"])
         seen.add(key)
     assert seen == set(range(8))  # every flip/rotation came up and was recognised
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_asymmetric_store(tmp_path_factory.mktemp("store") / "encoded")
 
 
 @pytest.fixture(scope="module")

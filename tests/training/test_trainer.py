@@ -53,6 +53,10 @@ TRACKED = ("encoder.conv1.weight", "segmentation_head.0.weight")
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
+    return make_asymmetric_store(tmp_path_factory.mktemp("store") / "encoded")
+
+
+def make_asymmetric_store(root):
     """Ten 64² samples with a few scattered ignore pixels, which also make every mask
     asymmetric: a flipped or rotated mask is never equal to another sample's."""
     rng = np.random.default_rng(0)
@@ -65,7 +69,7 @@ def store(tmp_path_factory):
         samples[f"s{i}"] = EncodedSample.from_arrays(
             np.clip(image, 0, 255).astype(np.uint8), labels
         )
-    return write_store(tmp_path_factory.mktemp("store") / "encoded", samples)
+    return write_store(root, samples)
 
 
 def make_config(efm_method: dict | None = None, **changes) -> TrainConfig:
