@@ -63,7 +63,13 @@ def test_overrides_and_efm_settings_reach_the_trainer(efm_stage):
     # The checkpoint records every effective value: the given ones, the defaults for the rest.
     assert config["loss"] == {**EFMLossParams().model_dump(), **EFM_METHOD["loss"]}
     assert config["lr"] == 3.0e-4 and config["ema_decay"] == 0.3
-    assert config["efm"] == {"enabled": True, "source": "online", "start_epoch": 1, "every": 3}
+    assert config["efm"] == {
+        "enabled": True,
+        "source": "online",
+        "update": "refresh",
+        "start_epoch": 1,
+        "every": 3,
+    }
     assert config["weight_decay"] == TRAINING["optimizer"]["weight_decay"]  # kept from training
     assert config["batch_size"] == 3 and config["arch"] == TRAINING["model"]["arch"]
     assert checkpoint["classes"] == list(PALETTE)
