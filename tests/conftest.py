@@ -210,6 +210,22 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+@pytest.fixture
+def demo_copy(demo_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of :func:`demo_run` (configuration and data), made the working directory,
+    for tests that run more pipelines on it."""
+    copy = tmp_path / "project"
+    shutil.copytree(demo_run, copy)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    return copy
+
+
+def saved_versions(project: Path, relpath: str) -> list[str]:
+    """The saved versions of the versioned dataset at ``data/local/<relpath>``, oldest first."""
+    return sorted(p.name for p in (project / "data/local" / relpath).iterdir())
+
+
 def latest_version(project: Path, relpath: str) -> Path:
     """The newest saved version of the versioned dataset at ``relpath`` (below ``project``)."""
     folder = project / relpath

@@ -8,7 +8,6 @@ to compare what does not share one lineage, before writing anything, and name th
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -17,21 +16,14 @@ import pytest
 from efm_seg.lineage import LineageError
 from tests.conftest import kedro_run as run
 from tests.conftest import latest_version
+from tests.conftest import saved_versions as versions
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def project(demo_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private copy of the shared default run (configuration and data)."""
-    copy = tmp_path / "project"
-    shutil.copytree(demo_run, copy)
-    monkeypatch.chdir(copy)
-    return copy
-
-
-def versions(project: Path, relpath: str) -> list[str]:
-    return sorted(p.name for p in (project / "data/local" / relpath).iterdir())
+def project(demo_copy: Path) -> Path:
+    return demo_copy
 
 
 def evaluation_outputs(project: Path) -> dict[str, list[str]]:

@@ -4,7 +4,6 @@ loaded, and the next run cleans it away and writes the output whole."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -46,12 +45,8 @@ with KedroSession.create(project_path=project) as session:
 """
 
 
-def test_a_run_killed_mid_save_leaves_debris_that_is_never_loaded_then_swept(
-    demo_run, tmp_path, monkeypatch
-):
-    project = tmp_path / "project"
-    shutil.copytree(demo_run, project)
-    monkeypatch.chdir(project)
+def test_a_run_killed_mid_save_leaves_debris_that_is_never_loaded_then_swept(demo_copy, tmp_path):
+    project = demo_copy
     complete = pd.read_csv(latest_version(project, TABLE))
     half_written = tmp_path / "half-written"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from efm_seg.provenance import LoadVersionError
 from efm_seg.run_lock import _DEBRIS
 from tests.conftest import kedro_run as run
 from tests.conftest import latest_version
+from tests.conftest import saved_versions as versions
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +27,8 @@ ROOT = "data/local"
 
 
 @pytest.fixture
-def project(demo_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private copy of the shared default run (configuration and data)."""
-    copy = tmp_path / "project"
-    shutil.copytree(demo_run, copy)
-    monkeypatch.chdir(copy)
-    return copy
+def project(demo_copy: Path) -> Path:
+    return demo_copy
 
 
 def snapshot(project: Path) -> dict[str, int]:
@@ -43,10 +39,6 @@ def snapshot(project: Path) -> dict[str, int]:
 
 def debris(project: Path) -> list[Path]:
     return [p for p in (project / ROOT).rglob("*") if _DEBRIS.match(p.name)]
-
-
-def versions(project: Path, relpath: str) -> list[str]:
-    return sorted(p.name for p in (project / ROOT / relpath).iterdir())
 
 
 @pytest.mark.parametrize(
