@@ -125,3 +125,10 @@ def test_no_pass_over_the_training_set_runs(step_run, store):
 def test_step_update_needs_the_per_sample_store():
     with pytest.raises(ConfigError, match=r"test.training.efm.*update: step fills the per-sample"):
         per_sample_config(efm={"enabled": True, "source": "online", "update": "step"})
+
+
+def test_the_log_says_how_the_per_sample_maps_are_made():
+    step = per_sample_config(efm={"enabled": True, "update": "step", "start_epoch": 3}).efm
+    refresh = per_sample_config(efm={"enabled": True, "start_epoch": 3, "every": 4}).efm
+    assert step.describe() == "per_sample from each training step, used from epoch 3"
+    assert refresh.describe() == "per_sample from epoch 3, refreshed every 4"

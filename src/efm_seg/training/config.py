@@ -48,6 +48,14 @@ class EFMSchedule:
     start_epoch: int = 5
     every: int = 2
 
+    def describe(self) -> str:
+        """How the EFM is made, for the log."""
+        if self.source == "per_sample" and self.update == "step":
+            return f"per_sample from each training step, used from epoch {self.start_epoch}"
+        if self.source == "online":
+            return f"online from epoch {self.start_epoch}"
+        return f"{self.source} from epoch {self.start_epoch}, refreshed every {self.every}"
+
     def collects_from_steps(self, epoch: int) -> bool:
         """Whether ``epoch``'s training steps fill the per-sample store (``update: step``): from
         the epoch before ``start_epoch``, so the maps are ready when the loss first uses them."""

@@ -293,8 +293,7 @@ class Trainer:
             config.stage, config.arch, config.encoder, len(self.train_loader.dataset),
             len(self.val_loader.dataset), *self.image_size, config.epochs, self.device,
             self.amp_dtype or "fp32", f"μ={config.ema_decay}" if state.ema else "off",
-            f"{config.efm.source} from epoch {config.efm.start_epoch} every {config.efm.every}"
-            if config.efm.enabled else "off",
+            config.efm.describe() if config.efm.enabled else "off",
         )  # fmt: skip
         fit_started = time.perf_counter()
         elapsed_before = self._resume()
