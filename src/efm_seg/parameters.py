@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -182,6 +183,10 @@ class EFMScheduleParams(Block):
     every ``every`` epochs from ``start_epoch``; or ``step``, each sample's map taken from its own
     training forward pass (flips and rotations undone) and used the next time it is drawn — no
     extra pass, maps at most one epoch old, collected from the epoch before ``start_epoch``.
+
+    ``warmup_epochs``: over the first N epochs with an EFM, the focus strength ``alpha_f`` rises
+    linearly from 0 and the top-k ratio falls from 1.0 (all pixels) to their configured values
+    (0: the paper, full strength at once).
     """
 
     enabled: bool = False
@@ -189,6 +194,7 @@ class EFMScheduleParams(Block):
     update: Literal["refresh", "step"] = "refresh"
     start_epoch: int = Field(5, ge=1)
     every: int = Field(2, ge=1)
+    warmup_epochs: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _step_needs_per_sample(self) -> EFMScheduleParams:
@@ -282,6 +288,106 @@ def stage_recipe(training: Any, overrides: Any) -> TrainingParams:
     base = TrainingParams.model_validate(training).model_dump()
     changes = StageOverrides.model_validate(overrides or {}).root
     return TrainingParams.model_validate(deep_merge(base, changes))
+
+
+# -- study ----------------------------------------------------------------------------------
+STUDY_BASELINES = ("baseline", "baseline_equal")
+"""The study's two baselines: the paper's baseline stage alone, and the same recipe trained for
+as many epochs as baseline + EFM + fine-tuning together (the equal-budget reference)."""
+
+
+class StudyEpochs(Block):
+    """``study.epochs``: the stages' epochs (the paper's proportions, shortened to taste)."""
+
+    baseline: int = Field(ge=1)
+    efm: int = Field(ge=1)
+    finetune: int = Field(ge=1)
+
+    @property
+    def total(self) -> int:
+        return self.baseline + self.efm + self.finetune
+
+
+class StudyVariant(Block):
+    """One EFM variant of ``study.variants``: what it changes against the paper's recipe.
+
+    ``efm_method`` is merged into ``efm_method``; ``training`` into both EFM stages' recipes
+    (after their own ``<stage>.overrides``); ``efm`` and ``finetune`` into that stage only.
+    """
+
+    description: str = ""
+    efm_method: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    efm: dict[str, Any] = Field(default_factory=dict)
+    finetune: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("efm_method")
+    @classmethod
+    def _method(cls, value: dict[str, Any]) -> dict[str, Any]:
+        EFMMethodParams.model_validate(value)
+        return value
+
+    @field_validator("training", "efm", "finetune")
+    @classmethod
+    def _overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
+        StageOverrides.model_validate(value)
+        return value
+
+
+class StudyParams(Block):
+    """``study``: the grid of the ``study`` pipeline (architectures × seeds × variants).
+
+    Every architecture and seed trains both baselines (``baseline``, ``baseline_equal``) and
+    every variant (an EFM stage, then fine-tuning from its best checkpoint). ``overrides``
+    changes the paper's stage recipes for the whole study (e.g. an earlier EFM start when the
+    epochs are shortened); ``confidence`` is the level of the paired differences' intervals.
+    """
+
+    architectures: list[str] = Field(min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    epochs: StudyEpochs
+    variants: dict[str, StudyVariant] = Field(min_length=1)
+    overrides: dict[Literal["baseline", "efm", "finetune"], dict[str, Any]] = Field(
+        default_factory=dict
+    )
+    tta: bool = True
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+    @field_validator("architectures")
+    @classmethod
+    def _architectures(cls, value: list[str]) -> list[str]:
+        for arch in value:
+            ModelParams(arch=arch)
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists an architecture twice: {value}")
+        return value
+
+    @field_validator("overrides")
+    @classmethod
+    def _stage_overrides(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for changes in value.values():
+            StageOverrides.model_validate(changes)
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a seed twice: {value}")
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _names(cls, value: dict[str, StudyVariant]) -> dict[str, StudyVariant]:
+        for name in value:
+            if name in STUDY_BASELINES:
+                raise ValueError(f"{name!r} is the name of a baseline the study always runs")
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(
+                    f"{name!r}: a variant name is lower-case letters, digits and underscores "
+                    "(it names catalog entries and folders)"
+                )
+        return value
 
 
 # -- split, evaluation, reporting -----------------------------------------------------------
@@ -422,12 +528,53 @@ def check_input_sizes(pipeline, catalog) -> None:
             return
         shape, setting = sample_shape(store, list(store.ids)), "preprocessing.size (the store's)"
     num_classes = len(as_mapping(catalog.load("params:dataset"))["classes"])
+    loaded: dict[str, Any] = {}
+
+    def params(name: str) -> Any:  # each block once: a study has hundreds of cells
+        if name not in loaded:
+            loaded[name] = catalog.load(f"params:{name}")
+        return loaded[name]
+
     for stage in stages:
-        recipe = stage_recipe(
-            catalog.load("params:training"), catalog.load(f"params:{stage}.overrides")
-        )
+        if stage.startswith("study."):
+            recipe = study_cell_recipe(stage, params)
+        else:
+            recipe = stage_recipe(
+                catalog.load("params:training"), catalog.load(f"params:{stage}.overrides")
+            )
         spec = ModelSpec(recipe.model.arch, recipe.model.encoder, num_classes)
         try:
             check_input_size(spec, *shape, setting=setting)
         except ValueError as exc:
             raise ValueError(f"{stage} stage: {exc}") from None
+
+
+def study_cell_recipe(name: str, params) -> TrainingParams:
+    """The recipe of the study cell ``name`` (``study.<arch>.seed<s>.<run>.<stage>``), refused
+    when an EFM stage's EFM would never switch on (``start_epoch`` after its last epoch).
+
+    Args:
+        name: The cell's name.
+        params: Returns a parameter block by name (``study``, ``training``, ...).
+    """
+    from efm_seg.study.grid import Cell, cell_recipe
+
+    cell = Cell.from_name(name)
+    training, overrides, _ = cell_recipe(
+        params("study"),
+        cell,
+        params("training"),
+        as_mapping(params(f"{cell.stage}.overrides")),
+        params("efm_method"),
+    )
+    try:
+        recipe = stage_recipe(training, overrides)
+    except ValidationError as exc:
+        raise ValueError(describe(exc, f"{name}.training")) from None
+    if recipe.efm.enabled and recipe.efm.start_epoch > recipe.epochs:
+        raise ValueError(
+            f"{name}: the EFM starts at epoch {recipe.efm.start_epoch} but the stage trains "
+            f"{recipe.epochs} epochs, so it would train without EFM; set study.overrides."
+            f"{cell.stage}.efm.start_epoch (or study.epochs.{cell.stage})"
+        )
+    return recipe

@@ -5,12 +5,15 @@ from kedro.pipeline import Pipeline
 
 # Pipelines made of other registered pipelines; the default run includes their parts once.
 COMPOSITES = {"training"}
+# Pipelines a plain `kedro run` leaves out: the study trains dozens of models.
+NOT_DEFAULT = {"study"}
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register every pipeline package; ``__default__`` chains them all.
 
     ``training`` is the three training stages together (``baseline``, ``efm``, ``finetune``).
+    ``study`` (a grid of runs, ``params:study``) runs only when asked for.
 
     Kedro loads only the packages named by ``--pipelines`` (comma-separated, e.g.
     ``--pipelines ingestion,preprocessing,split``), so composites are written on the command
@@ -20,8 +23,9 @@ def register_pipelines() -> dict[str, Pipeline]:
         A mapping from pipeline name to ``Pipeline``.
     """
     pipelines = find_pipelines(raise_errors=True)
+    left_out = COMPOSITES | NOT_DEFAULT | {"__default__"}
     pipelines["__default__"] = sum(
-        (p for name, p in pipelines.items() if name not in COMPOSITES | {"__default__"}),
+        (p for name, p in pipelines.items() if name not in left_out),
         Pipeline([]),
     )
     return pipelines

@@ -5,6 +5,7 @@ import os
 from efm_seg.config_loader import ProjectConfigLoader
 from efm_seg.provenance import RunInfoHook
 from efm_seg.run_lock import RunLockHook
+from efm_seg.study.session import StudyGridHook
 
 # Nothing phones home: the project's .telemetry file already withholds consent; this also
 # covers a session started from another working directory.
@@ -20,4 +21,5 @@ CONFIG_LOADER_ARGS = {
 
 # One writing run per data root (data/<env>): a second is refused, naming the first. Every run
 # gets its id, code and package versions into the catalog's `run_info` (provenance.py).
-HOOKS = (RunLockHook(), RunInfoHook())
+# The study pipeline's grid is the running session's `study` block (study/session.py).
+HOOKS = (RunLockHook(), RunInfoHook(), StudyGridHook())

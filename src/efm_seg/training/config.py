@@ -47,14 +47,19 @@ class EFMSchedule:
     update: Literal["refresh", "step"] = "refresh"
     start_epoch: int = 5
     every: int = 2
+    warmup_epochs: int = 0
 
     def describe(self) -> str:
         """How the EFM is made, for the log."""
         if self.source == "per_sample" and self.update == "step":
-            return f"per_sample from each training step, used from epoch {self.start_epoch}"
-        if self.source == "online":
-            return f"online from epoch {self.start_epoch}"
-        return f"{self.source} from epoch {self.start_epoch}, refreshed every {self.every}"
+            text = f"per_sample from each training step, used from epoch {self.start_epoch}"
+        elif self.source == "online":
+            text = f"online from epoch {self.start_epoch}"
+        else:
+            text = f"{self.source} from epoch {self.start_epoch}, refreshed every {self.every}"
+        if self.warmup_epochs:
+            text += f", full strength after a {self.warmup_epochs}-epoch warm-up"
+        return text
 
     def collects_from_steps(self, epoch: int) -> bool:
         """Whether ``epoch``'s training steps fill the per-sample store (``update: step``): from
@@ -72,6 +77,13 @@ class EFMSchedule:
     def active(self, epoch: int) -> bool:
         """Whether the loss uses an EFM in ``epoch``."""
         return self.enabled and epoch >= self.start_epoch
+
+    def strength(self, epoch: int) -> float:
+        """The warm-up's fraction of full EFM strength in ``epoch`` (1.0 once warmed up):
+        ``k / (warmup_epochs + 1)`` in the k-th epoch with an EFM, so no epoch is a no-op."""
+        if not self.active(epoch):
+            return 0.0
+        return min(1.0, (epoch - self.start_epoch + 1) / (self.warmup_epochs + 1))
 
 
 @dataclass(frozen=True)

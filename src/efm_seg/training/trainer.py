@@ -28,7 +28,13 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm.auto import tqdm
 
 from efm_seg.data.samples import SampleStore
-from efm_seg.efm import EFMLoss, entropy_map, fingerprint_map
+from efm_seg.efm import (
+    DEFAULT_ALPHA_F,
+    DEFAULT_TOPK_RATIO,
+    EFMLoss,
+    entropy_map,
+    fingerprint_map,
+)
 from efm_seg.evaluation.metrics import scores_from_confusion
 from efm_seg.training.config import TrainConfig
 from efm_seg.training.data import (
@@ -461,11 +467,22 @@ class Trainer:
             transform.random_generator.bit_generator.state = rng["augment"]["numpy"]
             transform.py_random.setstate(rng["augment"]["python"])
 
+    def _warm_up(self, epoch: int) -> None:
+        """Set the EFM loss's focus strength and top-k ratio for ``epoch`` (training.efm.
+        warmup_epochs): from 0 and 1.0 (all pixels) towards the configured values."""
+        strength = self.config.efm.strength(epoch)
+        alpha_f = self.config.loss.get("alpha_f", DEFAULT_ALPHA_F)
+        topk = self.config.loss.get("topk_ratio", DEFAULT_TOPK_RATIO)
+        self.criterion.alpha_f = strength * alpha_f
+        self.criterion.topk_ratio = 1.0 - strength * (1.0 - topk)
+
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         config, state = self.config, self.state
         state.model.train()
         confusion = self._confusion()
         use_efm = config.efm.active(epoch)
+        if use_efm:
+            self._warm_up(epoch)
         collect = config.efm.collects_from_steps(epoch)
         total, batches = 0.0, 0
         self._skipped_steps = 0

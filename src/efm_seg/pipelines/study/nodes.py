@@ -1,0 +1,201 @@
+"""Study nodes: train and score each cell of the grid, then compare the runs across seeds."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from efm_seg.data.samples import SampleStore
+from efm_seg.parameters import (
+    DatasetParams,
+    EFMMethodParams,
+    EvaluationParams,
+    StageOverrides,
+    StudyParams,
+    TrainingParams,
+    as_mapping,
+)
+from efm_seg.pipelines.evaluation.nodes import evaluate_stage
+from efm_seg.pipelines.training.nodes import train_stage
+from efm_seg.study.analysis import (
+    METRICS,
+    paired_differences,
+    per_seed_table,
+    summary_table,
+)
+from efm_seg.study.figures import ablation_figure
+from efm_seg.study.grid import (
+    REFERENCE,
+    Cell,
+    cell_recipe,
+    cells,
+    expected_fingerprint,
+    recipe_fingerprint,
+)
+from efm_seg.study.report import study_markdown
+from efm_seg.training.resume import StateFile
+
+logger = logging.getLogger(__name__)
+
+
+def cell_trainer(cell: Cell):
+    """:func:`~efm_seg.pipelines.training.nodes.train_stage` for one cell, as a plain function
+    (its signature and type hints stay visible to Kedro's parameter validation)."""
+
+    def train(
+        samples: SampleStore,
+        split: pd.DataFrame,
+        dataset: DatasetParams,
+        efm_method: EFMMethodParams,
+        training: TrainingParams,
+        stage_overrides: StageOverrides,
+        study: StudyParams,
+        run_info: dict[str, Any],
+        training_state: StateFile,
+        init_checkpoint: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], pd.DataFrame]:
+        recipe, overrides, method = cell_recipe(
+            study, cell, training, as_mapping(stage_overrides), efm_method
+        )
+        checkpoint, history, _, _ = train_stage(
+            cell.name, samples, split, dataset, method, recipe, overrides, run_info,
+            init_checkpoint, training_state,
+        )  # fmt: skip
+        return checkpoint, history
+
+    train.__name__ = train.__qualname__ = f"train_{cell.stage}"
+    train.__doc__ = f"Train {cell.name} (see cell_recipe and train_stage)."
+    return train
+
+
+def cell_evaluator(cell: Cell):
+    """Score one cell's best checkpoint on the evaluation split, without and with TTA."""
+
+    def evaluate(
+        checkpoint: dict[str, Any],
+        samples: SampleStore,
+        split: pd.DataFrame,
+        dataset: DatasetParams,
+        evaluation: EvaluationParams,
+        run_info: dict[str, Any],
+    ) -> pd.DataFrame:
+        settings = as_mapping(evaluation) | {"tta": True, "qualitative": {"count": 0}}
+        overall, _, _ = evaluate_stage(
+            cell.name, checkpoint, samples, split, dataset, settings, run_info
+        )
+        return overall.assign(
+            arch=cell.arch,
+            seed=cell.seed,
+            run=cell.run,
+            stage=cell.stage,
+            recipe=recipe_fingerprint(checkpoint["config"]),
+        )
+
+    evaluate.__name__ = evaluate.__qualname__ = "evaluate"
+    evaluate.__doc__ = f"Score {cell.name}'s best checkpoint (see evaluate_stage)."
+    return evaluate
+
+
+class StaleCellError(ValueError):
+    """A cell's saved scores do not belong to the current configuration or lineage."""
+
+
+def check_cells(
+    scores: pd.DataFrame,
+    study: StudyParams,
+    training: TrainingParams,
+    efm_method: EFMMethodParams,
+    stage_overrides: dict[str, Any],
+) -> None:
+    """Refuse scores of a cell trained with another recipe, or from another parent.
+
+    A study continued with ``--only-missing-outputs`` keeps the cells it finished before; if the
+    configuration changed in between, those cells would silently mix two studies.
+    """
+    by_cell = {(row.arch, row.seed, row.run, row.stage): row for row in scores.itertuples()}
+    problems = []
+    for cell in cells(study):
+        row = by_cell.get((cell.arch, cell.seed, cell.run, cell.stage))
+        if row is None:
+            problems.append(f"{cell.name}: no scores")
+            continue
+        expected = expected_fingerprint(
+            study, cell, training, stage_overrides[cell.stage], efm_method
+        )
+        if row.recipe != expected:
+            problems.append(
+                f"{cell.name}: trained (run {row.checkpoint_run}) with another recipe than the "
+                "current configuration"
+            )
+        parent = cell.parent
+        if row.init_stage and parent is not None:
+            source = by_cell.get((parent.arch, parent.seed, parent.run, parent.stage))
+            if source is None or row.init_run != source.checkpoint_run:
+                problems.append(
+                    f"{cell.name}: started from run {row.init_run} of {parent.name}, whose "
+                    f"scored checkpoint is from run {getattr(source, 'checkpoint_run', None)}"
+                )
+    if problems:
+        raise StaleCellError(
+            "the study's saved cells do not form one study: "
+            + "; ".join(problems[:8])
+            + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
+            + ". Run the study again without --only-missing-outputs (or remove the stale cells "
+            "under 06_models/study and 07_model_output/study)"
+        )
+
+
+def summarize_study(
+    study: StudyParams,
+    training: TrainingParams,
+    efm_method: EFMMethodParams,
+    baseline_overrides: StageOverrides,
+    efm_overrides: StageOverrides,
+    finetune_overrides: StageOverrides,
+    *cell_scores: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure]:
+    """Put the study's cells together.
+
+    Returns:
+        The per-seed scores, mean ± std per run and stage, the paired differences against the
+        equal-budget baseline (``baseline_equal``) with their confidence intervals, the
+        Markdown tables, and the ablation figure.
+
+    Raises:
+        StaleCellError: A cell was trained with another recipe, or from another parent
+            checkpoint, than the current configuration and the other cells say.
+    """
+    study = StudyParams.model_validate(study)
+    scores = pd.concat(cell_scores, ignore_index=True)
+    # A CSV reads an empty lineage field (a cell started from new weights) back as NaN.
+    lineage = ["checkpoint_run", "init_stage", "init_run"]
+    scores[lineage] = scores[lineage].fillna("").astype(str)
+    overrides = {
+        "baseline": as_mapping(baseline_overrides),
+        "efm": as_mapping(efm_overrides),
+        "finetune": as_mapping(finetune_overrides),
+    }
+    check_cells(scores[~scores["tta"].astype(bool)], study, training, efm_method, overrides)
+    per_seed = per_seed_table(scores, tta=study.tta)
+    summary = summary_table(per_seed)
+    paired = paired_differences(per_seed, REFERENCE, "baseline", study.confidence)
+    for (arch, run, stage), row in summary.set_index(["arch", "run", "stage"]).iterrows():
+        logger.info(
+            "study %s %s/%s over %d seeds: %s",
+            arch, run, stage, row["seeds"],
+            ", ".join(
+                f"{label} {row[f'{m}_mean']:.4f}±{np.nan_to_num(row[f'{m}_std']):.4f}"
+                for m, label in METRICS.items()
+            ),
+        )  # fmt: skip
+    return (
+        per_seed,
+        summary,
+        paired,
+        study_markdown(study, summary, paired, per_seed),
+        ablation_figure(paired, study),
+    )

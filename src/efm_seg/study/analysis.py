@@ -1,0 +1,92 @@
+"""The study's analysis: per-seed scores, mean ± std, and paired differences against the
+equal-budget baseline with a t confidence interval (seeds pair the runs: same split, same
+seed, same data order up to the EFM)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+# The study's metrics (paper §3.2 and beyond): macro mIoU, support-weighted IoU and F1 (the
+# paper's), Boundary IoU and the expected calibration error. Lower is better only for ECE.
+METRICS: dict[str, str] = {
+    "miou": "mIoU",
+    "iou": "IoU (weighted)",
+    "f1": "F1 (weighted)",
+    "boundary_iou": "Boundary IoU",
+    "ece": "ECE",
+}
+LOWER_IS_BETTER = frozenset({"ece"})
+KEYS = ["arch", "run", "stage"]
+
+
+def per_seed_table(scores: pd.DataFrame, tta: bool) -> pd.DataFrame:
+    """One row per architecture, run, stage and seed: the metrics at the chosen TTA setting."""
+    chosen = scores[scores["tta"].astype(bool) == tta]
+    columns = [*KEYS, "seed", *METRICS, "checkpoint_epoch", "checkpoint_run"]
+    return chosen[columns].sort_values([*KEYS, "seed"], kind="stable").reset_index(drop=True)
+
+
+def summary_table(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation (n - 1) and seed count of each metric per run and stage."""
+    grouped = per_seed.groupby(KEYS, sort=False)[list(METRICS)]
+    mean = grouped.mean().add_suffix("_mean")
+    std = grouped.std(ddof=1).add_suffix("_std")
+    count = grouped.size().rename("seeds")
+    return pd.concat([mean, std, count], axis=1).reset_index()
+
+
+def t_interval(values: Sequence[float], confidence: float) -> tuple[float, float, float]:
+    """Mean and two-sided ``confidence`` t interval of ``values`` (NaN bounds for one value)."""
+    data = np.asarray(values, dtype=float)
+    mean = float(data.mean())
+    if len(data) < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(data) - 1) * stats.sem(data))
+    return mean, mean - half, mean + half
+
+
+def paired_differences(
+    per_seed: pd.DataFrame, reference: str, reference_stage: str, confidence: float
+) -> pd.DataFrame:
+    """Each run's and stage's per-seed difference from the reference run of its architecture.
+
+    Returns:
+        One row per architecture, run, stage and metric: the mean difference, its confidence
+        interval, the seeds paired, and how many seeds favour the run (``better``: higher, or
+        lower for ECE).
+    """
+    rows = []
+    for arch, group in per_seed.groupby("arch", sort=False):
+        ref = group[(group["run"] == reference) & (group["stage"] == reference_stage)]
+        ref = ref.set_index("seed")
+        for (run, stage), entries in group.groupby(["run", "stage"], sort=False):
+            if run == reference:
+                continue
+            runs = entries.set_index("seed")
+            seeds = sorted(set(runs.index) & set(ref.index))
+            for metric in METRICS:
+                diffs = [runs.at[s, metric] - ref.at[s, metric] for s in seeds]
+                if not diffs:
+                    continue
+                mean, low, high = t_interval(diffs, confidence)
+                sign = -1 if metric in LOWER_IS_BETTER else 1
+                rows.append(
+                    {
+                        "arch": arch,
+                        "run": run,
+                        "stage": stage,
+                        "metric": metric,
+                        "difference": mean,
+                        "ci_low": low,
+                        "ci_high": high,
+                        "confidence": confidence,
+                        "seeds": len(diffs),
+                        "better": int(sum(sign * d > 0 for d in diffs)),
+                    }
+                )
+    return pd.DataFrame(rows)

@@ -1,0 +1,137 @@
+"""The study's grid: which runs it trains and the exact recipe of each.
+
+A *run* is one line of the ablation: the paper's ``baseline`` stage alone, the equal-budget
+``baseline_equal`` (the baseline recipe for as many epochs as the three stages together), or an
+EFM variant (its EFM stage, then its fine-tuning stage). A *cell* is one stage of one run for
+one architecture and seed; each cell is a training node under the namespace
+``study.<arch>.seed<seed>.<run>.<stage>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from efm_seg.lineage import config_fingerprint
+from efm_seg.parameters import STUDY_BASELINES, StudyParams, as_mapping, deep_merge
+
+BASELINE, REFERENCE = STUDY_BASELINES
+EFM_STAGES = ("efm", "finetune")
+
+# What a recipe fingerprint leaves out: where a cell runs and how often it saves its state.
+_NOT_RECIPE = ("stage", "device", "num_workers", "resume", "resume_every")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One stage of one run, for one architecture and seed."""
+
+    arch: str
+    seed: int
+    run: str
+    stage: str
+
+    @classmethod
+    def from_name(cls, name: str) -> Cell:
+        """The cell of a name ``study.<arch>.seed<seed>.<run>.<stage>``."""
+        parts = name.split(".")
+        if len(parts) != 5 or parts[0] != "study" or not parts[2].startswith("seed"):
+            raise ValueError(f"{name!r} is not a study cell (study.<arch>.seed<s>.<run>.<stage>)")
+        return cls(parts[1], int(parts[2].removeprefix("seed")), parts[3], parts[4])
+
+    @property
+    def namespace(self) -> str:
+        """``study.<arch>.seed<seed>.<run>``: the run's nodes and catalog entries."""
+        return f"study.{self.arch}.seed{self.seed}.{self.run}"
+
+    @property
+    def name(self) -> str:
+        """``<namespace>.<stage>``: the stage's node namespace and dataset prefix."""
+        return f"{self.namespace}.{self.stage}"
+
+    @property
+    def parent(self) -> Cell | None:
+        """The cell whose best checkpoint this one may start from (``init_from: previous``):
+        fine-tuning starts from its run's EFM stage, an EFM stage from the seed's baseline."""
+        if self.stage == "finetune":
+            return Cell(self.arch, self.seed, self.run, "efm")
+        if self.stage == "efm":
+            return Cell(self.arch, self.seed, BASELINE, "baseline")
+        return None
+
+
+def study_runs(study: StudyParams) -> dict[str, tuple[str, ...]]:
+    """Each run of the study and its stages, baselines first."""
+    return {
+        BASELINE: ("baseline",),
+        REFERENCE: ("baseline",),
+        **{name: EFM_STAGES for name in study.variants},
+    }
+
+
+def cells(study: Any) -> Iterator[Cell]:
+    """Every cell of the grid, in a stable order (architecture, seed, run, stage)."""
+    study = StudyParams.model_validate(study)
+    for arch in study.architectures:
+        for seed in study.seeds:
+            for run, stages in study_runs(study).items():
+                for stage in stages:
+                    yield Cell(arch, seed, run, stage)
+
+
+def cell_recipe(
+    study: Any,
+    cell: Cell,
+    training: Any,
+    stage_overrides: Mapping[str, Any],
+    efm_method: Any,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The ``training``, stage overrides and ``efm_method`` one cell trains with.
+
+    The paper's stage recipe (``<stage>.overrides`` of the configuration), then the study's own
+    ``study.overrides.<stage>`` and ``study.epochs.<stage>`` (the equal-budget baseline: the
+    three stages' epochs together), then the variant's ``training`` and ``<stage>`` changes;
+    the architecture and seed are the cell's.
+
+    Args:
+        study: ``params:study``.
+        cell: The cell.
+        training: ``params:training``.
+        stage_overrides: ``params:<stage>.overrides`` for the cell's stage.
+        efm_method: ``params:efm_method``.
+    """
+    study = StudyParams.model_validate(study)
+    base = deep_merge(as_mapping(training), {"model": {"arch": cell.arch}, "seed": cell.seed})
+    epochs = study.epochs.total if cell.run == REFERENCE else getattr(study.epochs, cell.stage)
+    overrides = deep_merge(as_mapping(stage_overrides), study.overrides.get(cell.stage, {}))
+    overrides = deep_merge(overrides, {"epochs": epochs})
+    method = as_mapping(efm_method)
+    if cell.run not in (BASELINE, REFERENCE):
+        variant = study.variants[cell.run]
+        overrides = deep_merge(overrides, variant.training)
+        overrides = deep_merge(overrides, getattr(variant, cell.stage))
+        method = deep_merge(method, variant.efm_method)
+    return base, overrides, method
+
+
+def recipe_fingerprint(config: Mapping[str, Any]) -> str:
+    """The fingerprint of a trained stage's recipe (a checkpoint's ``config``, or
+    ``asdict(TrainConfig)``), without where it ran or how often it saved its state."""
+    return config_fingerprint({k: v for k, v in config.items() if k not in _NOT_RECIPE})
+
+
+def expected_fingerprint(
+    study: Any,
+    cell: Cell,
+    training: Any,
+    stage_overrides: Mapping[str, Any],
+    efm_method: Any,
+) -> str:
+    """The recipe fingerprint the cell's checkpoint must carry under the current configuration."""
+    from efm_seg.training.config import TrainConfig
+
+    config = TrainConfig.from_params(
+        cell.name, *cell_recipe(study, cell, training, stage_overrides, efm_method)
+    )
+    return recipe_fingerprint(asdict(config))

@@ -1,0 +1,94 @@
+"""The study's Markdown: mean ± std, paired differences against the equal-budget baseline, and
+the per-seed values."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from efm_seg.parameters import StudyParams
+from efm_seg.reporting.report import to_markdown
+from efm_seg.study.analysis import LOWER_IS_BETTER, METRICS
+from efm_seg.study.grid import BASELINE, REFERENCE
+
+
+def run_label(run: str, stage: str) -> str:
+    """``efm_full`` → ``efm_full (after fine-tuning)``; the baselines by what they are."""
+    if run == REFERENCE:
+        return "baseline, equal budget"
+    if run == BASELINE:
+        return "baseline, paper schedule"
+    return f"{run} ({'after fine-tuning' if stage == 'finetune' else 'EFM stage'})"
+
+
+def _interval(row: pd.Series) -> str:
+    if math.isnan(row["ci_low"]):
+        return f"{row['difference']:+.4f} (n = 1)"
+    return (
+        f"{row['difference']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] "
+        f"{row['better']}/{row['seeds']}"
+    )
+
+
+def study_markdown(
+    study: StudyParams, summary: pd.DataFrame, paired: pd.DataFrame, per_seed: pd.DataFrame
+) -> str:
+    """The study's tables, one section per architecture."""
+    epochs = study.epochs
+    lines = [
+        "# EFM study",
+        "",
+        f"Architectures {', '.join(study.architectures)}; seeds {study.seeds}; epochs baseline "
+        f"{epochs.baseline}, EFM {epochs.efm}, fine-tuning {epochs.finetune} (equal-budget "
+        f"baseline: {epochs.total}); scores {'with' if study.tta else 'without'} TTA on the "
+        "evaluation split.",
+        "",
+        f"Paired differences are run − equal-budget baseline, seed by seed, with a "
+        f"{study.confidence:.0%} t interval and how many seeds favour the run (higher is "
+        f"better, except {', '.join(METRICS[m] for m in sorted(LOWER_IS_BETTER))}: lower).",
+        "",
+    ]
+    descriptions = {name: v.description for name, v in study.variants.items() if v.description}
+    if descriptions:
+        lines += ["Variants:", ""]
+        lines += [f"- `{name}`: {text}" for name, text in descriptions.items()]
+        lines.append("")
+    for arch in study.architectures:
+        rows = summary[summary["arch"] == arch]
+        table = pd.DataFrame(
+            {
+                "run": [run_label(r, s) for r, s in zip(rows["run"], rows["stage"], strict=True)],
+                **{
+                    label: [
+                        f"{m:.4f} ± {0.0 if math.isnan(s) else s:.4f}"
+                        for m, s in zip(rows[f"{key}_mean"], rows[f"{key}_std"], strict=True)
+                    ]
+                    for key, label in METRICS.items()
+                },
+                "seeds": rows["seeds"].to_list(),
+            }
+        )
+        lines += [f"## {arch}", "", "### Mean ± std over seeds", "", to_markdown(table)]
+        diffs = paired[paired["arch"] == arch]
+        if not diffs.empty:
+            wide = diffs.assign(
+                text=diffs.apply(_interval, axis=1),
+                label=diffs.apply(lambda r: run_label(r["run"], r["stage"]), axis=1),
+            ).pivot(index="label", columns="metric", values="text")
+            order = list(dict.fromkeys(run_label(r, s) for r, s in zip(
+                diffs["run"], diffs["stage"], strict=True
+            )))  # fmt: skip
+            wide = wide.loc[order, [m for m in METRICS if m in wide.columns]]
+            wide.columns = [METRICS[m] for m in wide.columns]
+            wide.index.name = "run − equal-budget baseline"
+            lines += ["### Paired difference against the equal-budget baseline", ""]
+            lines += [to_markdown(wide, index=True)]
+        seeds = per_seed[per_seed["arch"] == arch].assign(
+            label=lambda f: [run_label(r, s) for r, s in zip(f["run"], f["stage"], strict=True)]
+        )
+        by_seed = seeds.pivot_table(index="label", columns="seed", values="miou", sort=False)
+        by_seed.columns = [f"seed {s}" for s in by_seed.columns]
+        by_seed.index.name = "mIoU per seed"
+        lines += ["### mIoU per seed", "", to_markdown(by_seed, index=True)]
+    return "\n".join(lines)
