@@ -32,6 +32,7 @@ from kedro.framework.hooks import hook_impl
 
 from efm_seg.atomic import write_error
 from efm_seg.parameters import check_input_sizes
+from efm_seg.pipelines.study.nodes import check_kept_cells
 from efm_seg.provenance import check_load_versions
 
 logger = logging.getLogger(__name__)
@@ -194,6 +195,8 @@ class RunLockHook:
         # The check that spans several parameter blocks comes first: a refused run takes no lock.
         check_input_sizes(pipeline, catalog)
         check_load_versions(catalog, run_params.get("load_versions"))
+        if run_params.get("only_missing_outputs"):
+            check_kept_cells(pipeline, catalog)
         if self._root is None:
             return
         self._lock = RunLock(self._root)

@@ -41,6 +41,8 @@ from efm_seg.training.resume import StateFile
 
 logger = logging.getLogger(__name__)
 
+STAGES = ("baseline", "efm", "finetune")
+
 
 def cell_trainer(cell: Cell):
     """:func:`~efm_seg.pipelines.training.nodes.train_stage` for one cell, as a plain function
@@ -110,18 +112,27 @@ def check_cells(
     training: TrainingParams,
     efm_method: EFMMethodParams,
     stage_overrides: dict[str, Any],
+    require_all: bool = True,
 ) -> None:
     """Refuse scores of a cell trained with another recipe, or from another parent.
 
     A study continued with ``--only-missing-outputs`` keeps the cells it finished before; if the
     configuration changed in between, those cells would silently mix two studies.
+
+    Args:
+        scores: The cells' score rows (one per cell).
+        study, training, efm_method: The current parameter blocks.
+        stage_overrides: ``<stage>.overrides`` per stage.
+        require_all: Every cell of the grid must have scores (else only those given are
+            checked).
     """
     by_cell = {(row.arch, row.seed, row.run, row.stage): row for row in scores.itertuples()}
     problems = []
     for cell in cells(study):
         row = by_cell.get((cell.arch, cell.seed, cell.run, cell.stage))
         if row is None:
-            problems.append(f"{cell.name}: no scores")
+            if require_all:
+                problems.append(f"{cell.name}: no scores")
             continue
         expected = expected_fingerprint(
             study, cell, training, stage_overrides[cell.stage], efm_method
@@ -144,9 +155,38 @@ def check_cells(
             "the study's saved cells do not form one study: "
             + "; ".join(problems[:8])
             + (f"; and {len(problems) - 8} more" if len(problems) > 8 else "")
-            + ". Run the study again without --only-missing-outputs (or remove the stale cells "
-            "under 06_models/study and 07_model_output/study)"
+            + ". Run the study again without --only-missing-outputs, or remove those cells' "
+            "folders under 06_models/study and 07_model_output/study so that they train again"
         )
+
+
+def _lineage_as_text(scores: pd.DataFrame) -> pd.DataFrame:
+    # A CSV reads an empty lineage field (a cell started from new weights) back as NaN.
+    lineage = ["checkpoint_run", "init_stage", "init_run"]
+    return scores.assign(**{c: scores[c].fillna("").astype(str) for c in lineage})
+
+
+def check_kept_cells(pipeline, catalog) -> None:
+    """Before a study continues (``--only-missing-outputs``), refuse the cells it would keep
+    that the current configuration would train differently, before anything runs.
+
+    Without this, Kedro would skip every finished cell, retrain only the missing ones and mix
+    two configurations in one comparison (or, with the summary already written, do nothing).
+    """
+    names = [node.name.removesuffix(".evaluate") for node in pipeline.nodes]
+    kept = [Cell.from_name(n) for n in names if n.startswith("study.") and n.count(".") == 4]
+    kept = [cell for cell in kept if catalog.exists(f"{cell.name}.scores")]
+    if not kept:
+        return
+    scores = pd.concat([catalog.load(f"{cell.name}.scores") for cell in kept], ignore_index=True)
+    check_cells(
+        _lineage_as_text(scores[~scores["tta"].astype(bool)]),
+        catalog.load("params:study"),
+        catalog.load("params:training"),
+        catalog.load("params:efm_method"),
+        {stage: catalog.load(f"params:{stage}.overrides") for stage in STAGES},
+        require_all=False,
+    )
 
 
 def summarize_study(
@@ -170,10 +210,7 @@ def summarize_study(
             checkpoint, than the current configuration and the other cells say.
     """
     study = StudyParams.model_validate(study)
-    scores = pd.concat(cell_scores, ignore_index=True)
-    # A CSV reads an empty lineage field (a cell started from new weights) back as NaN.
-    lineage = ["checkpoint_run", "init_stage", "init_run"]
-    scores[lineage] = scores[lineage].fillna("").astype(str)
+    scores = _lineage_as_text(pd.concat(cell_scores, ignore_index=True))
     overrides = {
         "baseline": as_mapping(baseline_overrides),
         "efm": as_mapping(efm_overrides),

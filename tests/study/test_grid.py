@@ -1,0 +1,143 @@
+"""The study's grid: which cells it trains and the exact recipe each gets."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from efm_seg.parameters import StudyParams, study_cell_recipe
+from efm_seg.study.grid import Cell, cell_recipe, cells, expected_fingerprint
+
+TRAINING = {
+    "model": {"arch": "FPN", "encoder": "resnet18"},
+    "epochs": 9,
+    "batch_size": 4,
+    "optimizer": {"lr": 5e-4, "weight_decay": 1e-4},
+    "seed": 42,
+}
+STAGES = {
+    "baseline": {"epochs": 30, "efm": {"enabled": False}},
+    "efm": {"epochs": 30, "efm": {"enabled": True, "start_epoch": 5, "every": 2}},
+    "finetune": {
+        "epochs": 10,
+        "optimizer": {"lr": 1e-4},
+        "efm": {"enabled": True, "start_epoch": 1},
+        "init_from": "previous",
+    },
+}
+METHOD = {"map": {"alpha": 0.6}, "loss": {"gamma": 1.2, "topk_ratio": 0.25}}
+
+
+def study(**changes) -> dict:
+    block = {
+        "architectures": ["FPN", "PSPNet"],
+        "seeds": [3, 7],
+        "epochs": {"baseline": 4, "efm": 5, "finetune": 2},
+        "overrides": {"efm": {"efm": {"start_epoch": 2}}},
+        "variants": {
+            "full": {},
+            "tuned": {
+                "efm_method": {"loss": {"gamma": 0.0, "topk_ratio": 0.7}},
+                "training": {"efm": {"source": "online"}},
+                "finetune": {"optimizer": {"lr": 3e-4}},
+            },
+        },
+    }
+    return block | changes
+
+
+def test_cells_cover_every_architecture_seed_and_run_in_order():
+    grid = list(cells(study()))
+    per_seed = ["baseline.baseline", "baseline_equal.baseline"] + [
+        f"{v}.{s}" for v in ("full", "tuned") for s in ("efm", "finetune")
+    ]
+    assert [c.name for c in grid] == [
+        f"study.{arch}.seed{seed}.{run}"
+        for arch in ("FPN", "PSPNet")
+        for seed in (3, 7)
+        for run in per_seed
+    ]
+    assert all(Cell.from_name(c.name) == c for c in grid)
+
+
+def test_parents_chain_finetune_to_its_efm_stage_and_efm_to_the_seed_baseline():
+    finetune = Cell("PSPNet", 7, "tuned", "finetune")
+    assert finetune.parent == Cell("PSPNet", 7, "tuned", "efm")
+    assert finetune.parent.parent == Cell("PSPNet", 7, "baseline", "baseline")
+    assert Cell("PSPNet", 7, "baseline_equal", "baseline").parent is None
+
+
+def test_baselines_take_the_architecture_seed_and_study_epochs():
+    base, overrides, method = cell_recipe(
+        study(), Cell("PSPNet", 7, "baseline", "baseline"), TRAINING, STAGES["baseline"], METHOD
+    )
+    assert base["model"] == {"arch": "PSPNet", "encoder": "resnet18"}
+    assert base["seed"] == 7
+    assert overrides == {"epochs": 4, "efm": {"enabled": False}}
+    assert method == METHOD
+    _, equal, _ = cell_recipe(
+        study(), Cell("FPN", 3, "baseline_equal", "baseline"), TRAINING, STAGES["baseline"], METHOD
+    )
+    assert equal["epochs"] == 4 + 5 + 2  # the three stages' epochs together
+
+
+def test_a_variant_changes_only_what_it_names_and_only_where():
+    cell = Cell("FPN", 3, "tuned", "efm")
+    _, efm, method = cell_recipe(study(), cell, TRAINING, STAGES["efm"], METHOD)
+    assert efm["efm"] == {"enabled": True, "start_epoch": 2, "every": 2, "source": "online"}
+    assert efm["epochs"] == 5 and "optimizer" not in efm
+    assert method == {"map": {"alpha": 0.6}, "loss": {"gamma": 0.0, "topk_ratio": 0.7}}
+    _, finetune, _ = cell_recipe(
+        study(), Cell("FPN", 3, "tuned", "finetune"), TRAINING, STAGES["finetune"], METHOD
+    )
+    assert finetune["optimizer"] == {"lr": 3e-4}
+    assert finetune["efm"]["source"] == "online" and finetune["epochs"] == 2
+    _, full, full_method = cell_recipe(
+        study(), Cell("FPN", 3, "full", "finetune"), TRAINING, STAGES["finetune"], METHOD
+    )
+    assert full["optimizer"] == {"lr": 1e-4} and full_method == METHOD
+
+
+def test_fingerprints_differ_exactly_where_recipes_do():
+    def fingerprint(run, stage, block=None):
+        cell = Cell("FPN", 3, run, stage)
+        return expected_fingerprint(block or study(), cell, TRAINING, STAGES[stage], METHOD)
+
+    assert fingerprint("full", "efm") != fingerprint("tuned", "efm")
+    assert fingerprint("full", "efm") == fingerprint("full", "efm")
+    changed = study(variants={"full": {"efm_method": {"loss": {"gamma": 0.5}}}})
+    assert fingerprint("full", "efm", changed) != fingerprint("full", "efm")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"variants": {"baseline_equal": {}}}, "baseline the study always runs"),
+        ({"variants": {"Top K": {}}}, "lower-case letters"),
+        ({"seeds": [1, 1]}, "lists a seed twice"),
+        ({"architectures": ["FPN", "NoSuchNet"]}, "'NoSuchNet' is not an smp architecture"),
+        ({"variants": {"v": {"efm_method": {"loss": {"gama": 0}}}}}, "gama"),
+        ({"variants": {"v": {"training": {"efm": {"source": "oracle"}}}}}, "oracle"),
+        ({"overrides": {"efm": {"epochs": 0}}}, "greater than or equal to 1"),
+        ({"overrides": {"stage4": {}}}, "stage4"),
+        ({"seeds": []}, "at least 1"),
+    ],
+)
+def test_bad_grids_are_refused_naming_the_problem(changes, message):
+    with pytest.raises(ValidationError, match=message):
+        StudyParams.model_validate(study(**changes))
+
+
+def test_a_cell_whose_efm_would_never_switch_on_is_refused():
+    blocks = {
+        "study": study(overrides={}),  # the EFM stage keeps its own start_epoch
+        "training": TRAINING,
+        "baseline.overrides": STAGES["baseline"],
+        "efm.overrides": STAGES["efm"] | {"efm": {"enabled": True, "start_epoch": 6}},
+        "finetune.overrides": STAGES["finetune"],
+        "efm_method": METHOD,
+    }
+    with pytest.raises(ValueError, match=r"study.FPN.seed3.full.efm: the EFM starts at epoch 6"):
+        study_cell_recipe("study.FPN.seed3.full.efm", blocks.__getitem__)
+    blocks["efm.overrides"] = STAGES["efm"]  # start 5 of 5 epochs: on in the last one
+    assert study_cell_recipe("study.FPN.seed3.full.efm", blocks.__getitem__).epochs == 5

@@ -1,0 +1,221 @@
+"""The study pipeline end to end on the tiny demo: the grid reaches the trainer, the baselines
+and variants are wired as configured, the comparison is computed from the cells, and a killed
+study continues where it stopped (and refuses cells of another configuration)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from kedro.framework.project import pipelines
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from efm_seg.pipelines.study import nodes as study_nodes
+from efm_seg.pipelines.study.nodes import StaleCellError
+from tests.conftest import kedro_run, latest_version
+
+GRID = {
+    "architectures": ["FPN", "PSPNet"],
+    "seeds": [1, 2],
+    "epochs": {"baseline": 1, "efm": 2, "finetune": 1},
+    "overrides": {"efm": {"efm": {"start_epoch": 2, "every": 1}}},
+    "variants": {
+        "tuned": {
+            "efm_method": {"loss": {"gamma": 0.0, "topk_ratio": 0.5}},
+            "training": {"efm": {"source": "online"}},
+            "finetune": {"optimizer": {"lr": 3.0e-4}},
+        },
+        "from_baseline": {"efm": {"init_from": "previous"}},
+    },
+}
+CELLS = [
+    f"{arch}/seed{seed}/{run}"
+    for arch in ("FPN", "PSPNet")
+    for seed in (1, 2)
+    for run in (
+        "baseline/baseline",
+        "baseline_equal/baseline",
+        "tuned/efm",
+        "tuned/finetune",
+        "from_baseline/efm",
+        "from_baseline/finetune",
+    )
+]
+
+
+def write_grid(project: Path, grid: dict) -> None:
+    (project / "conf/local/parameters_study.yml").write_text(yaml.safe_dump({"study": grid}))
+
+
+def checkpoint(project: Path, cell: str) -> dict:
+    path = latest_version(project, f"data/local/06_models/study/{cell}/best_checkpoint.pt")
+    return torch.load(path, weights_only=True)
+
+
+def study_output(project: Path, name: str) -> Path:
+    return latest_version(project, f"data/local/08_reporting/study/{name}")
+
+
+@pytest.fixture(scope="module")
+def study_run(demo_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo project after one ``kedro run --pipelines study`` with :data:`GRID`."""
+    project = tmp_path_factory.mktemp("study") / "project"
+    shutil.copytree(demo_run, project)
+    write_grid(project, GRID)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(project)
+        monkeypatch.setenv("DO_NOT_TRACK", "1")
+        kedro_run(project, ["study"])
+    return project
+
+
+def test_every_cell_trains_its_own_architecture_seed_and_recipe(study_run: Path):
+    for cell in CELLS:
+        arch, seed, run, stage = cell.split("/")
+        saved = checkpoint(study_run, cell)
+        config = saved["config"]
+        assert (saved["model_spec"]["arch"], config["seed"]) == (arch, int(seed[4:])), cell
+        epochs = {"baseline_equal": 4}.get(run, GRID["epochs"][stage])
+        assert config["epochs"] == epochs, cell
+        if run == "tuned":  # the variant's method and schedule, in both of its stages
+            assert (config["loss"]["gamma"], config["loss"]["topk_ratio"]) == (0.0, 0.5)
+            assert config["efm"]["source"] == "online" and config["efm"]["enabled"]
+        elif stage != "baseline":  # the configured method (conf/local of the demo run)
+            assert config["loss"]["gamma"] == 0.9 and config["loss"]["topk_ratio"] == 0.5
+        if stage == "efm":
+            assert config["efm"]["start_epoch"] == 2  # study.overrides
+        if stage == "finetune":
+            assert config["lr"] == (3.0e-4 if run == "tuned" else 5.0e-4), cell  # conf/local
+
+
+def test_efm_stages_start_fresh_or_from_the_seed_baseline_as_configured(study_run: Path):
+    for arch in ("FPN", "PSPNet"):
+        for seed in (1, 2):
+            base = checkpoint(study_run, f"{arch}/seed{seed}/baseline/baseline")
+            warm = checkpoint(study_run, f"{arch}/seed{seed}/from_baseline/efm")
+            fresh = checkpoint(study_run, f"{arch}/seed{seed}/tuned/efm")
+            assert warm["lineage"]["init"]["run_id"] == base["lineage"]["run_id"]
+            assert fresh["lineage"]["init"] is None
+            tuned_efm = checkpoint(study_run, f"{arch}/seed{seed}/tuned/efm")
+            tuned_ft = checkpoint(study_run, f"{arch}/seed{seed}/tuned/finetune")
+            assert tuned_ft["lineage"]["init"]["stage"] == tuned_efm["lineage"]["stage"]
+    one = checkpoint(study_run, "FPN/seed1/baseline/baseline")["state_dict"]
+    two = checkpoint(study_run, "FPN/seed2/baseline/baseline")["state_dict"]
+    assert any(not torch.equal(one[k], two[k]) for k in one)  # seeds differ
+
+
+def test_the_comparison_is_computed_from_the_cells(study_run: Path):
+    per_seed = pd.read_csv(study_output(study_run, "per_seed.csv"))
+    assert len(per_seed) == len(CELLS)
+    for cell in CELLS:  # the TTA row of each cell's own scores
+        arch, seed, run, stage = cell.split("/")
+        scores = pd.read_csv(
+            latest_version(study_run, f"data/local/07_model_output/study/{cell}/scores.csv")
+        )
+        row = per_seed[
+            (per_seed["arch"] == arch)
+            & (per_seed["seed"] == int(seed[4:]))
+            & (per_seed["run"] == run)
+            & (per_seed["stage"] == stage)
+        ]
+        assert row["miou"].item() == pytest.approx(scores.loc[scores["tta"], "miou"].item())
+    paired = pd.read_csv(study_output(study_run, "paired.csv"))
+    got = paired[
+        (paired["arch"] == "PSPNet")
+        & (paired["run"] == "tuned")
+        & (paired["stage"] == "finetune")
+        & (paired["metric"] == "boundary_iou")
+    ].iloc[0]
+    psp = per_seed[per_seed["arch"] == "PSPNet"].set_index(["run", "stage", "seed"])
+    diffs = [
+        psp.loc[("tuned", "finetune", s), "boundary_iou"]
+        - psp.loc[("baseline_equal", "baseline", s), "boundary_iou"]
+        for s in (1, 2)
+    ]
+    assert got["difference"] == pytest.approx(np.mean(diffs))
+    assert got["seeds"] == 2 and got["ci_low"] <= got["difference"] <= got["ci_high"]
+    assert "baseline_equal" not in set(paired["run"])
+    summary = pd.read_csv(study_output(study_run, "summary.csv"))
+    assert len(summary) == len(CELLS) // 2 and set(summary["seeds"]) == {2}
+    tables = study_output(study_run, "tables.md").read_text()
+    for label in ("## FPN", "## PSPNet", "baseline, equal budget", "tuned (after fine-tuning)"):
+        assert label in tables
+    assert study_output(study_run, "ablation.png").stat().st_size > 10_000
+
+
+def test_the_pipeline_is_the_grid_of_the_session(study_run: Path, monkeypatch):
+    monkeypatch.chdir(study_run)
+    bootstrap_project(study_run)
+    runtime = {"study": {"architectures": ["PSPNet"], "seeds": [9]}}
+    with KedroSession.create(project_path=study_run, runtime_params=runtime) as session:
+        session.load_context()
+        names = {node.name for node in pipelines["study"].nodes}
+    assert "study.PSPNet.seed9.tuned.finetune.train" in names
+    assert not any(".FPN." in name or ".seed1." in name for name in names)
+    assert len(names) == 6 * 2 + 1  # six cells (train + evaluate) and the summary
+
+
+def test_a_killed_study_continues_where_it_stopped(study_run: Path, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    shutil.copytree(study_run, project)
+    monkeypatch.chdir(project)
+    shutil.rmtree(project / "data/local/08_reporting/study")
+    # Killed during FPN/seed1/from_baseline/efm: neither it nor its fine-tuning finished; and
+    # PSPNet/seed2/tuned/finetune never started.
+    unfinished = (
+        "FPN/seed1/from_baseline/efm",
+        "FPN/seed1/from_baseline/finetune",
+        "PSPNet/seed2/tuned/finetune",
+    )
+    outputs = project / "data/local/07_model_output/study"
+    orphan = "FPN/seed1/from_baseline/finetune"
+    shutil.copytree(outputs / orphan, tmp_path / "orphan")
+    for cell in unfinished:
+        shutil.rmtree(project / f"data/local/06_models/study/{cell}")
+        shutil.rmtree(outputs / cell)
+    kept = checkpoint(project, "FPN/seed2/tuned/finetune")["lineage"]["run_id"]
+
+    def run(**options):
+        bootstrap_project(project)
+        with KedroSession.create(project_path=project) as session:
+            return session.run(pipeline_names=["study"], only_missing_outputs=True, **options)
+
+    trained = []
+    original = study_nodes.train_stage
+    monkeypatch.setattr(
+        study_nodes,
+        "train_stage",
+        lambda name, *args: trained.append(name) or original(name, *args),
+    )
+    # Scores kept for a fine-tuning cell whose EFM stage is to be trained again: refused
+    # before anything runs (it started from a checkpoint the study no longer has).
+    shutil.copytree(tmp_path / "orphan", outputs / orphan)
+    with pytest.raises(StaleCellError, match=r"from_baseline.finetune: started from run \S+ of"):
+        run()
+    assert trained == []
+    shutil.rmtree(outputs / orphan)
+    run()
+    # Only the missing cells, and what depends on them, ran again.
+    assert sorted(trained) == [
+        "study.FPN.seed1.from_baseline.efm",
+        "study.FPN.seed1.from_baseline.finetune",
+        "study.PSPNet.seed2.tuned.finetune",
+    ]
+    assert checkpoint(project, "FPN/seed2/tuned/finetune")["lineage"]["run_id"] == kept
+    assert len(pd.read_csv(study_output(project, "per_seed.csv"))) == len(CELLS)
+
+    # A changed variant: the cells kept from before no longer belong to this study.
+    write_grid(
+        project,
+        GRID | {"variants": GRID["variants"] | {"tuned": {"efm_method": {"loss": {"gamma": 2}}}}},
+    )
+    trained.clear()
+    with pytest.raises(StaleCellError, match=r"study.FPN.seed1.tuned.efm: trained .* another"):
+        run()
+    assert trained == []
