@@ -31,9 +31,14 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 
+try:
+    from benchmarks.common import machine, write_json
+except ModuleNotFoundError:  # run as a script: benchmarks/ itself is on sys.path
+    from common import machine, write_json
 from efm_seg.efm import DEFAULT_LABEL_SMOOTHING, EFMLoss, fingerprint_map
 
 TARGET_RATIO = 1.03
+LOSS_PATH_TARGET = 1.3  # EFM loss path (maps + EFMLoss) / eq. 6 loss path, forward + backward
 MIB = 1024.0**2
 
 
@@ -73,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--check", action="store_true", help=f"exit 1 if the ratio exceeds {TARGET_RATIO}"
     )
+    parser.add_argument("--json", default=None, help="also write the result to this file")
     args = parser.parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -273,9 +279,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{'ratio EFM / baseline':<40s}: {ratio:.3f} (median of paired ratios {paired:.3f}); "
         f"target <= {TARGET_RATIO}: {verdict}"
     )
+    result = {
+        "benchmark": "efm_step",
+        "size": args.size,
+        "batch": args.batch,
+        "model": f"{args.arch}-{args.encoder}",
+        "device": name,
+        "baseline_step_ms": round(base_median * 1e3, 2),
+        "efm_step_ms": round(efm_median * 1e3, 2),
+        "ratio": round(ratio, 4),
+        "paired_ratio": round(paired, 4),
+        "target": TARGET_RATIO,
+        "machine": machine(),
+    }
     if records["baseline"].peaks and records["efm"].peaks:
         base_peak = max(records["baseline"].peaks)
         efm_peak = max(records["efm"].peaks)
+        result |= {"peak_mib_baseline": round(base_peak), "peak_mib_efm": round(efm_peak)}
         print(
             f"{'peak memory':<40s}: baseline {base_peak:.0f} MiB, EFM {efm_peak:.0f} MiB "
             f"({efm_peak - base_peak:+.0f} MiB, x{efm_peak / base_peak:.3f}) [{memory.label}]"
@@ -283,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{'peak memory':<40s}: {memory.label}")
     if args.loss_reps > 0:
-        loss_path_only(args, model, images, masks, dice, efm_loss, base_median)
+        result["loss_path"] = loss_path_only(
+            args, model, images, masks, dice, efm_loss, base_median
+        )
+    write_json(args.json, result)
     return 1 if args.check and ratio > TARGET_RATIO else 0
 
 
@@ -295,7 +318,7 @@ def loss_path_only(
     dice: torch.nn.Module,
     efm_loss: EFMLoss,
     base_step: float,
-) -> None:
+) -> dict[str, float]:
     """The part that differs between the variants, timed alone on fixed logits (less noise).
 
     Baseline: CE + Dice forward and backward to the logits. EFM: softmax + ``fingerprint_map`` +
@@ -350,6 +373,15 @@ def loss_path_only(
         f"{'implied step ratio':<40s}: {(base_step + extra) / base_step:.3f} "
         f"(baseline step + loss-path extra) / baseline step"
     )
+    efm_median = statistics.median(times["efm"])
+    return {
+        "baseline_ms": round(base * 1e3, 2),
+        "efm_ms": round(efm_median * 1e3, 2),
+        "extra_ms": round(extra * 1e3, 2),
+        "ratio": round((base + extra) / base, 4),
+        "target": LOSS_PATH_TARGET,
+        "implied_step_ratio": round((base_step + extra) / base_step, 4),
+    }
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+try:
+    from benchmarks.common import machine, write_json
+except ModuleNotFoundError:  # run as a script: benchmarks/ itself is on sys.path
+    from common import machine, write_json
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.parallel import available_cpus
 from efm_seg.data.raw import RawFolder
@@ -70,11 +74,12 @@ def pipeline_node(raw, manifest, dataset, params, out: Path) -> None:
     write_store(out, samples)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--json", default=None, help="also write the result to this file")
+    args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -102,7 +107,22 @@ def main() -> None:
         print(f"{name:>14}: {median:6.2f} s median of {len(values)}  ({n / median:6.1f} images/s)")
     ratio = statistics.median(times["plain loop"]) / statistics.median(times["pipeline node"])
     print(f"speed-up (pipeline node vs plain loop): {ratio:.2f}×  (target ≥ 1.70× on 2 cores)")
+    write_json(
+        args.json,
+        {
+            "benchmark": "preprocessing",
+            "source": source,
+            "images": n,
+            "size": args.size,
+            "plain_loop_s": round(statistics.median(times["plain loop"]), 3),
+            "pipeline_node_s": round(statistics.median(times["pipeline node"]), 3),
+            "speedup": round(ratio, 3),
+            "target": 1.7,
+            "machine": machine(),
+        },
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

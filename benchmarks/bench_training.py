@@ -47,6 +47,10 @@ import numpy as np
 import torch
 import yaml
 
+try:
+    from benchmarks.common import machine, write_json
+except ModuleNotFoundError:  # run as a script: benchmarks/ itself is on sys.path
+    from common import machine, write_json
 from efm_seg.data.parallel import available_cpus
 from efm_seg.data.samples import EncodedSample, SampleStore, write_store
 from efm_seg.data.synthetic import DEMO_CLASSES, generate_scene
@@ -142,6 +146,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--json", default=None, help="also write the result to this file")
     args = parser.parse_args(argv)
     if args.sizes is None:
         args.sizes = [128] if args.quick else [128, 512]
@@ -299,6 +304,34 @@ def run_size(
     return times, images_per_epoch(trainers["baseline"]), state.efm_store.nbytes
 
 
+def size_result(
+    setup: SizeSetup, times: dict[str, Times], n_images: int, store_bytes: int, every: int
+) -> dict:
+    """One size's figures for the JSON result: each variant's amortised epoch and ratio."""
+    base = statistics.median(times["baseline"].train)
+    variants = {}
+    for variant, t in times.items():
+        refresh = statistics.median(t.refresh) if t.refresh else 0.0
+        amortised = statistics.median(t.train) + refresh / every
+        variants[variant] = {
+            "train_s": round(statistics.median(t.train), 3),
+            "refresh_s": round(refresh, 3),
+            "amortised_s": round(amortised, 3),
+            "ratio": round(amortised / base, 4),
+            "target": TARGETS[variant],
+        }
+    return {
+        "size": setup.size,
+        "model": f"FPN-{setup.encoder}",
+        "train_images": setup.n_train,
+        "batch": setup.batch,
+        "images_per_epoch": n_images,
+        "every": every,
+        "variants": variants,
+        "efm_store_mb": round(store_bytes / MB, 4),
+    }
+
+
 def report_size(
     setup: SizeSetup, times: dict[str, Times], n_images: int, store_bytes: int, every: int
 ) -> bool:
@@ -440,6 +473,17 @@ def main(argv: list[str] | None = None) -> int:
         "ratio = (median train epoch + median refresh / k) / median baseline train epoch "
         "(the verdict); paired = median over repetitions of that ratio within one repetition; "
         "best = the same with the fastest epoch and refresh of each variant"
+    )
+    write_json(
+        args.json,
+        {
+            "benchmark": "training",
+            "sizes": [size_result(*r, args.every) for r in results],
+            "efm_store_bytes_per_512_image": per_image,
+            "efm_store_target_mb": STORE_TARGET_MB,
+            "repeats": args.repeats,
+            "machine": machine(),
+        },
     )
     return 1 if args.check and not all_ok else 0
 
