@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from efm_seg.parameters import StudyParams, study_cell_recipe
@@ -141,3 +144,18 @@ def test_a_cell_whose_efm_would_never_switch_on_is_refused():
         study_cell_recipe("study.FPN.seed3.full.efm", blocks.__getitem__)
     blocks["efm.overrides"] = STAGES["efm"]  # start 5 of 5 epochs: on in the last one
     assert study_cell_recipe("study.FPN.seed3.full.efm", blocks.__getitem__).epochs == 5
+
+
+def test_the_dubai_study_is_the_shipped_grid_with_fewer_variants():
+    """conf/dubai repeats conf/base's study (an environment replaces the whole block): its
+    settings and every variant it keeps must be conf/base's exactly, or the committed study
+    would not be the documented one."""
+    root = Path(__file__).resolve().parents[2] / "conf"
+    base = yaml.safe_load((root / "base/parameters_study.yml").read_text())["study"]
+    dubai = yaml.safe_load((root / "dubai/parameters_study.yml").read_text())["study"]
+    assert {k: v for k, v in dubai.items() if k != "variants"} == {
+        k: v for k, v in base.items() if k != "variants"
+    }
+    assert dubai["variants"] and all(base["variants"][n] == v for n, v in dubai["variants"].items())
+    StudyParams.model_validate(base)
+    StudyParams.model_validate(dubai)

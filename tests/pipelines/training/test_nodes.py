@@ -35,7 +35,7 @@ OVERRIDES = {
     "device": "cpu",
     "optimizer": {"lr": 3.0e-4},
     "ema": {"decay": 0.3},
-    "efm": {"enabled": True, "source": "online", "start_epoch": 1, "every": 3},
+    "efm": {"enabled": True, "source": "online", "start_epoch": 1, "every": 3, "warmup_epochs": 2},
     "snapshots": {"count": 1},
 }
 
@@ -69,6 +69,7 @@ def test_overrides_and_efm_settings_reach_the_trainer(efm_stage):
         "update": "refresh",
         "start_epoch": 1,
         "every": 3,
+        "warmup_epochs": 2,
     }
     assert config["weight_decay"] == TRAINING["optimizer"]["weight_decay"]  # kept from training
     assert config["batch_size"] == 3 and config["arch"] == TRAINING["model"]["arch"]
