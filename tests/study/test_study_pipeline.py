@@ -5,6 +5,7 @@ study continues where it stopped (and refuses cells of another configuration).""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,7 @@ def study_output(project: Path, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def study_run(demo_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def study_run(demo_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A copy of the demo project after one ``kedro run --pipelines study`` with :data:`GRID`."""
     project = tmp_path_factory.mktemp("study") / "project"
     shutil.copytree(demo_run, project)
@@ -72,7 +73,8 @@ def study_run(demo_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         monkeypatch.chdir(project)
         monkeypatch.setenv("DO_NOT_TRACK", "1")
         kedro_run(project, ["study"])
-    return project
+    yield project
+    shutil.rmtree(project.parent, ignore_errors=True)  # two dozen checkpoints: free the disk
 
 
 def test_every_cell_trains_its_own_architecture_seed_and_recipe(study_run: Path):
