@@ -32,7 +32,7 @@ from kedro.framework.hooks import hook_impl
 
 from efm_seg.atomic import write_error
 from efm_seg.parameters import check_input_sizes
-from efm_seg.pipelines.study.nodes import check_kept_cells
+from efm_seg.pipelines.study.nodes import check_kept_cells, refresh_stale_summary
 from efm_seg.provenance import check_load_versions
 
 logger = logging.getLogger(__name__)
@@ -203,6 +203,8 @@ class RunLockHook:
         self._lock.acquire()
         try:
             removed = sweep_staging_debris(self._root)
+            if run_params.get("only_missing_outputs"):
+                refresh_stale_summary(pipeline, catalog)  # a write: under the lock
         except BaseException:
             self._release()
             raise

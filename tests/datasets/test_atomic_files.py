@@ -155,6 +155,19 @@ def test_a_version_is_still_never_overwritten(tmp_path):
     assert versioned(AtomicTextDataset, tmp_path, "notes.md", "v1").load() == "first"
 
 
+def test_an_unversioned_marker_can_be_removed_but_never_a_version(tmp_path):
+    marker = AtomicJSONDataset(filepath=str(tmp_path / "cells.json"))
+    marker.save({"cells": {}})
+    marker.remove()
+    assert not marker.exists() and not (tmp_path / "cells.json").exists()
+    marker.remove()  # already gone: nothing to do
+    kept = versioned(AtomicTextDataset, tmp_path, "notes.md", "v1")
+    kept.save("first")
+    with pytest.raises(DatasetError, match="only an unversioned local file can be removed"):
+        kept.remove()
+    assert kept.load() == "first"
+
+
 def test_every_file_the_catalog_writes_is_written_atomically():
     """Kedro's own file datasets write in place; each persisted entry must use a type that
     stages its writes (ours) so that a crash never leaves a file the next run loads."""

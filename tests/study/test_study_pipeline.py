@@ -4,6 +4,7 @@ study continues where it stopped (and refuses cells of another configuration).""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from kedro.framework.startup import bootstrap_project
 
 from efm_seg.pipelines.study import nodes as study_nodes
 from efm_seg.pipelines.study.nodes import StaleCellError
-from tests.conftest import kedro_run, latest_version
+from tests.conftest import kedro_run, latest_version, saved_versions
 
 GRID = {
     "architectures": ["FPN", "PSPNet"],
@@ -151,6 +152,43 @@ def test_the_comparison_is_computed_from_the_cells(study_run: Path):
     assert study_output(study_run, "ablation.png").stat().st_size > 10_000
 
 
+def test_the_summary_records_the_cells_it_was_computed_from(study_run: Path):
+    made_from = json.loads((study_run / "data/local/08_reporting/study/cells.json").read_text())
+    assert sorted(made_from["cells"]) == sorted("study." + c.replace("/", ".") for c in CELLS)
+    for cell in CELLS:
+        run_id = checkpoint(study_run, cell)["lineage"]["run_id"]
+        assert made_from["cells"]["study." + cell.replace("/", ".")] == run_id, cell
+
+
+def test_a_study_continued_with_another_grid_summarizes_that_grid(
+    study_run: Path, tmp_path, monkeypatch
+):
+    project = tmp_path / "project"
+    shutil.copytree(study_run, project)
+    monkeypatch.chdir(project)
+    versions = saved_versions(project, "08_reporting/study/per_seed.csv")
+
+    def continue_study() -> None:
+        bootstrap_project(project)
+        with KedroSession.create(project_path=project) as session:
+            session.run(pipeline_names=["study"], only_missing_outputs=True)
+
+    continue_study()  # nothing changed: nothing runs, not even the summary
+    assert saved_versions(project, "08_reporting/study/per_seed.csv") == versions
+    # One variant and one seed fewer: no cell to train, but the summary must follow the grid.
+    write_grid(
+        project,
+        GRID | {"seeds": [2], "variants": {"tuned": GRID["variants"]["tuned"]}},
+    )
+    continue_study()
+    assert len(saved_versions(project, "08_reporting/study/per_seed.csv")) == len(versions) + 1
+    per_seed = pd.read_csv(study_output(project, "per_seed.csv"))
+    assert set(per_seed["run"]) == {"baseline", "baseline_equal", "tuned"}
+    assert set(per_seed["seed"]) == {2} and len(per_seed) == 2 * 4
+    made_from = json.loads((project / "data/local/08_reporting/study/cells.json").read_text())
+    assert len(made_from["cells"]) == 2 * 4
+
+
 def test_the_pipeline_is_the_grid_of_the_session(study_run: Path, monkeypatch):
     monkeypatch.chdir(study_run)
     bootstrap_project(study_run)
@@ -167,7 +205,7 @@ def test_a_killed_study_continues_where_it_stopped(study_run: Path, tmp_path, mo
     project = tmp_path / "project"
     shutil.copytree(study_run, project)
     monkeypatch.chdir(project)
-    shutil.rmtree(project / "data/local/08_reporting/study")
+    summaries = saved_versions(project, "08_reporting/study/per_seed.csv")
     # Killed during FPN/seed1/from_baseline/efm: neither it nor its fine-tuning finished; and
     # PSPNet/seed2/tuned/finetune never started.
     unfinished = (
@@ -210,7 +248,13 @@ def test_a_killed_study_continues_where_it_stopped(study_run: Path, tmp_path, mo
         "study.PSPNet.seed2.tuned.finetune",
     ]
     assert checkpoint(project, "FPN/seed2/tuned/finetune")["lineage"]["run_id"] == kept
+    # The summary existed already; it is computed again from the new cells all the same.
+    assert len(saved_versions(project, "08_reporting/study/per_seed.csv")) == len(summaries) + 1
     assert len(pd.read_csv(study_output(project, "per_seed.csv"))) == len(CELLS)
+    made_from = json.loads((project / "data/local/08_reporting/study/cells.json").read_text())
+    for cell in unfinished:
+        retrained = checkpoint(project, cell)["lineage"]["run_id"]
+        assert made_from["cells"]["study." + cell.replace("/", ".")] == retrained
 
     # A changed variant: the cells kept from before no longer belong to this study.
     write_grid(

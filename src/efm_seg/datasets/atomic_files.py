@@ -74,6 +74,15 @@ class _AtomicLocalSave:
         """Set up ``staging`` for the parent's save (by default nothing to do)."""
         yield
 
+    def remove(self) -> None:
+        """Delete the saved file, so that the dataset no longer exists (e.g. a marker that no
+        longer holds). Only for an unversioned local file: versions are never deleted."""
+        if self._version is not None or self._protocol != "file":  # type: ignore[attr-defined]
+            raise DatasetError(f"{self}: only an unversioned local file can be removed")
+        path = Path(get_filepath_str(self._filepath, "file"))  # type: ignore[attr-defined]
+        path.unlink(missing_ok=True)
+        fsync_folder(path.parent)
+
 
 def _move_into_place(staging: Path, target: Path) -> None:
     if target.is_dir() and not target.is_symlink():  # an unversioned folder of figures

@@ -189,6 +189,59 @@ def check_kept_cells(pipeline, catalog) -> None:
     )
 
 
+def _scored_runs(scores: pd.DataFrame) -> dict[str, str]:
+    """``{cell name: run id of its scored checkpoint}`` from the cells' score rows."""
+    rows = scores.drop_duplicates(["arch", "seed", "run", "stage"])
+    return {
+        Cell(row.arch, int(row.seed), row.run, row.stage).name: str(row.checkpoint_run)
+        for row in rows.itertuples()
+    }
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def refresh_stale_summary(pipeline, catalog) -> None:
+    """Before a study continues (``--only-missing-outputs``), make sure its summary is computed
+    again if it no longer describes the grid's cells.
+
+    Kedro skips a node whose outputs exist, even when its inputs are about to change: after
+    variants or seeds are added or removed, or a cell is trained again, the new cells would be
+    trained and the old summary kept. ``study.cells`` records the cells (and the run of each
+    scored checkpoint) the summary was computed from; when they differ from what this run will
+    summarize, that record is removed, so that ``study.summarize`` counts as missing and runs.
+    """
+    summarize = next((n for n in pipeline.nodes if n.name == "study.summarize"), None)
+    if summarize is None or not catalog.exists("study.cells"):
+        return
+    made_from: dict[str, str] = catalog.load("study.cells")["cells"]
+    grid = [name.removesuffix(".scores") for name in summarize.inputs if name.endswith(".scores")]
+    kept = [name for name in grid if catalog.exists(f"{name}.scores")]
+    runs = _scored_runs(
+        _lineage_as_text(
+            pd.concat([catalog.load(f"{name}.scores") for name in kept], ignore_index=True)
+        )
+        if kept
+        else pd.DataFrame(columns=["arch", "seed", "run", "stage", "checkpoint_run"])
+    )
+    changes = {
+        "added": [name for name in grid if name not in made_from],
+        "removed": [name for name in made_from if name not in grid],
+        "trained again": [
+            name for name in grid if name in made_from and runs.get(name) != made_from[name]
+        ],
+    }
+    if not any(changes.values()):
+        return
+    logger.warning(
+        "the study's summary no longer matches its cells (%s): study.summarize runs again",
+        "; ".join(f"{what}: {_some(names)}" for what, names in changes.items() if names),
+    )
+    catalog.get("study.cells").remove()
+
+
 def summarize_study(
     study: StudyParams,
     training: TrainingParams,
@@ -197,13 +250,15 @@ def summarize_study(
     efm_overrides: StageOverrides,
     finetune_overrides: StageOverrides,
     *cell_scores: pd.DataFrame,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure, dict[str, Any]]:
     """Put the study's cells together.
 
     Returns:
         The per-seed scores, mean ± std per run and stage, the paired differences against the
         equal-budget baseline (``baseline_equal``) with their confidence intervals, the
-        Markdown tables, and the ablation figure.
+        Markdown tables, the ablation figure, and the record of the cells summarized
+        (``{"cells": {cell name: run id of its scored checkpoint}}``, see
+        :func:`refresh_stale_summary`).
 
     Raises:
         StaleCellError: A cell was trained with another recipe, or from another parent
@@ -235,4 +290,5 @@ def summarize_study(
         paired,
         study_markdown(study, summary, paired, per_seed),
         ablation_figure(paired, study),
+        {"cells": _scored_runs(scores)},
     )

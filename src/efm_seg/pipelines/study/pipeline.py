@@ -34,7 +34,15 @@ PARAMETERS = {
     "params:study",
     "params:evaluation",
 }
-OUTPUTS = ["study.per_seed", "study.summary", "study.paired", "study.tables", "study.figure"]
+# study.cells last: Kedro saves outputs in order, so a summary cut short is never recorded as done.
+OUTPUTS = [
+    "study.per_seed",
+    "study.summary",
+    "study.paired",
+    "study.tables",
+    "study.figure",
+    "study.cells",
+]
 
 
 def create_cell_pipeline(cell: Cell) -> Pipeline:
