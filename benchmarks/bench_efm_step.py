@@ -38,7 +38,7 @@ except ModuleNotFoundError:  # run as a script: benchmarks/ itself is on sys.pat
 from efm_seg.efm import DEFAULT_LABEL_SMOOTHING, EFMLoss, fingerprint_map
 
 TARGET_RATIO = 1.03
-LOSS_PATH_TARGET = 1.3  # EFM loss path (maps + EFMLoss) / eq. 6 loss path, forward + backward
+LOSS_PATH_TARGET = 1.3  # EFMLoss (EFM given) / eq. 6 loss path, forward + backward
 MIB = 1024.0**2
 
 
@@ -321,17 +321,30 @@ def loss_path_only(
 ) -> dict[str, float]:
     """The part that differs between the variants, timed alone on fixed logits (less noise).
 
-    Baseline: CE + Dice forward and backward to the logits. EFM: softmax + ``fingerprint_map`` +
-    ``EFMLoss`` forward and backward. Their difference is the EFM cost per step; divided by the
-    median baseline step it gives the ratio the full step would have without measurement noise.
+    Forward and backward to the logits, interleaved, each against the eq. 6 reference
+    (``F.cross_entropy`` + smp's ``DiceLoss``, as a plain training loop writes it):
+
+    * ``loss``: ``EFMLoss`` with a given EFM — the per-step cost of the ``per_sample`` and
+      ``validation_prior`` sources, whose maps come from the store (the target's loss path);
+    * ``online``: softmax + ``fingerprint_map`` + ``EFMLoss`` — the ``online`` source, which
+      makes the maps from every step's own logits;
+    * ``project_baseline``: the project's own eq. 6 criterion (``EFMLoss`` with γ = 0 and
+      top-k 1.0, no EFM), which the baseline stages train with.
+
+    The median paired extra over the reference, added to the median baseline step, gives the
+    step ratio the full step would have without measurement noise.
     """
     device = images.device
     cuda = device.type == "cuda"
     ignore_index = efm_loss.ignore_index
     with torch.no_grad():
         fixed = model(images).float()
+        stored = fingerprint_map(fixed.softmax(dim=1), masks, ignore_index=ignore_index)
+    project_criterion = EFMLoss(
+        efm_loss.num_classes, ignore_index=ignore_index, gamma=0.0, topk_ratio=1.0
+    )
 
-    def baseline() -> None:
+    def reference() -> None:
         logits = fixed.detach().requires_grad_(True)
         ce = F.cross_entropy(
             logits,
@@ -341,7 +354,11 @@ def loss_path_only(
         )
         (ce + dice(logits, masks)).backward()
 
-    def efm() -> None:
+    def loss() -> None:
+        logits = fixed.detach().requires_grad_(True)
+        efm_loss(logits, masks, stored).backward()
+
+    def online() -> None:
         logits = fixed.detach().requires_grad_(True)
         with torch.no_grad():
             efm_map = fingerprint_map(
@@ -349,10 +366,19 @@ def loss_path_only(
             )
         efm_loss(logits, masks, efm_map).backward()
 
-    times: dict[str, list[float]] = {"baseline": [], "efm": []}
-    functions = {"baseline": baseline, "efm": efm}
+    def project_baseline() -> None:
+        logits = fixed.detach().requires_grad_(True)
+        project_criterion(logits, masks).backward()
+
+    functions = {
+        "reference": reference,
+        "loss": loss,
+        "online": online,
+        "project_baseline": project_baseline,
+    }
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for rep in range(args.loss_reps + 2):
-        order = ("baseline", "efm") if rep % 2 == 0 else ("efm", "baseline")
+        order = list(functions) if rep % 2 == 0 else list(functions)[::-1]
         for variant in order:
             if cuda:
                 torch.cuda.synchronize(device)
@@ -362,26 +388,29 @@ def loss_path_only(
                 torch.cuda.synchronize(device)
             if rep >= 2:
                 times[variant].append(time.perf_counter() - start)
-    base = statistics.median(times["baseline"])
-    extra = statistics.median(e - b for e, b in zip(times["efm"], times["baseline"], strict=True))
-    print(
-        f"{'loss path only (fixed logits)':<40s}: baseline {base * 1e3:.1f} ms, "
-        f"EFM {statistics.median(times['efm']) * 1e3:.1f} ms, median paired extra "
-        f"{extra * 1e3:+.1f} ms over {args.loss_reps} reps"
-    )
-    print(
-        f"{'implied step ratio':<40s}: {(base_step + extra) / base_step:.3f} "
-        f"(baseline step + loss-path extra) / baseline step"
-    )
-    efm_median = statistics.median(times["efm"])
-    return {
+    base = statistics.median(times["reference"])
+    result: dict[str, float] = {
         "baseline_ms": round(base * 1e3, 2),
-        "efm_ms": round(efm_median * 1e3, 2),
-        "extra_ms": round(extra * 1e3, 2),
-        "ratio": round((base + extra) / base, 4),
         "target": LOSS_PATH_TARGET,
-        "implied_step_ratio": round((base_step + extra) / base_step, 4),
     }
+    for variant in ("loss", "online", "project_baseline"):
+        extra = statistics.median(
+            v - b for v, b in zip(times[variant], times["reference"], strict=True)
+        )
+        median = statistics.median(times[variant])
+        print(
+            f"{variant + ' path (fixed logits)':<40s}: {median * 1e3:.1f} ms vs eq. 6 "
+            f"{base * 1e3:.1f} ms, ratio {(base + extra) / base:.3f}, median paired extra "
+            f"{extra * 1e3:+.1f} ms, implied step ratio {(base_step + extra) / base_step:.3f}"
+        )
+        prefix = "" if variant == "loss" else f"{variant}_"
+        result |= {
+            f"{prefix}ms": round(median * 1e3, 2),
+            f"{prefix}extra_ms": round(extra * 1e3, 2),
+            f"{prefix}ratio": round((base + extra) / base, 4),
+            f"{prefix}implied_step_ratio": round((base_step + extra) / base_step, 4),
+        }
+    return result
 
 
 if __name__ == "__main__":

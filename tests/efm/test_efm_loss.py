@@ -65,6 +65,15 @@ def test_baseline_equals_ce_plus_dice(ignore: bool) -> None:
     )
     dice = DiceLoss(mode="multiclass", from_logits=True, ignore_index=ignore_index)(logits, target)
     torch.testing.assert_close(loss(logits, target), 0.7 * ce + 1.3 * dice)
+    # One log-softmax shared by both terms: the same gradient as the two computed apart.
+    ours, theirs = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    loss(ours, target).backward()
+    reference = F.cross_entropy(
+        theirs, target, label_smoothing=0.05, ignore_index=IGNORE if ignore else -100
+    )
+    dice_loss = DiceLoss(mode="multiclass", from_logits=True, ignore_index=ignore_index)
+    (0.7 * reference + 1.3 * dice_loss(theirs, target)).backward()
+    torch.testing.assert_close(ours.grad, theirs.grad)
 
 
 def test_default_lambdas_and_label_smoothing() -> None:

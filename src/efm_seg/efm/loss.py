@@ -173,7 +173,9 @@ class EFMLoss(nn.Module):
         self.ignore_index = check_ignore_index(ignore_index)
         self.form = _check_form(form)
         self.kernel_size = check_odd_kernel("kernel_size", kernel_size)
-        self.dice = DiceLoss(mode="multiclass", from_logits=True, ignore_index=self.ignore_index)
+        # Fed the probabilities of the log-softmax the CE uses: one log-softmax (and one backward
+        # through it) for both terms instead of one each.
+        self.dice = DiceLoss(mode="multiclass", from_logits=False, ignore_index=self.ignore_index)
 
     def extra_repr(self) -> str:
         return (
@@ -207,6 +209,19 @@ class EFMLoss(nn.Module):
             shape = tuple(efm.shape) if isinstance(efm, torch.Tensor) else type(efm).__name__
             raise ValueError(f"efm must have shape {expected} like the target, got {shape}")
         return target
+
+    def _cross_entropy(self, log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-pixel ``F.cross_entropy(reduction="none", label_smoothing=ε)`` from
+        log-probabilities, as PyTorch computes it: ``(1 − ε)·NLL + ε/C · (−Σ_c log p_c)``.
+        Values at ignore pixels are left as they come: :func:`topk_mean` never reads them."""
+        ignore = -100 if self.ignore_index is None else self.ignore_index
+        nll = F.nll_loss(log_probs, target, reduction="none", ignore_index=ignore)
+        if self.label_smoothing == 0.0:
+            return nll
+        smooth = log_probs.sum(dim=1).neg_()
+        return nll.mul(1.0 - self.label_smoothing).add_(
+            smooth, alpha=self.label_smoothing / self.num_classes
+        )
 
     def _weights(self, target: torch.Tensor, efm: torch.Tensor | None) -> torch.Tensor | None:
         """W of eq. 9, or ``None`` when it is identically 1 (no EFM and ``gamma=0``)."""
@@ -265,21 +280,16 @@ class EFMLoss(nn.Module):
         """
         target = self._check_inputs(logits, target, efm)
         with _autocast_off(logits.device.type):
-            logits = logits.float()
-            ce_pixels = F.cross_entropy(
-                logits,
-                target,
-                reduction="none",
-                label_smoothing=self.label_smoothing,
-                ignore_index=-100 if self.ignore_index is None else self.ignore_index,
-            )  # (B, H, W), 0 at ignore pixels
+            log_probs = F.log_softmax(logits.float(), dim=1)
+            ce_pixels = self._cross_entropy(log_probs, target)  # (B, H, W)
             weight = self._weights(target, efm)
             if weight is not None:
                 ce_pixels = ce_pixels * weight
             valid = None if self.ignore_index is None else target != self.ignore_index
             ce = topk_mean(ce_pixels, self.topk_ratio, valid)
             if self.lambda_dice > 0.0:
-                dice = self.dice(logits, target)
+                # smp's own from_logits path is log_softmax(...).exp(): the same probabilities.
+                dice = self.dice(log_probs.exp(), target)
                 loss = self.lambda_ce * ce + self.lambda_dice * dice
             else:
                 dice = torch.zeros((), dtype=torch.float32, device=logits.device)

@@ -63,19 +63,22 @@ def error_map(
 
 
 def _argmax_differs(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``probs.argmax(dim=1) != target`` (first maximal index on ties), without an argmax.
+    """``probs.argmax(dim=1) != target`` (first maximal index on ties), without a full argmax.
 
-    An index reduction over the class axis is several times slower on the CPU than a max; the
-    target's own probability against the maximum gives the same answer, with ties settled as
-    argmax settles them: the target loses to an earlier class that reaches the same maximum.
+    An index reduction over the class axis is many times slower on the CPU than a max; the
+    target's own probability against the maximum gives the same answer wherever one class alone
+    reaches the maximum. Pixels where several do (rare, but every pixel of a network whose
+    outputs are all equal) are settled by an argmax over those pixels only.
     """
     num_classes = probs.shape[1]
-    best = probs.amax(dim=1)
+    best = probs.amax(dim=1, keepdim=True)
     safe = target.clamp(0, num_classes - 1)
-    at_target = probs.gather(1, safe.unsqueeze(1)).squeeze(1)
-    wrong = at_target < best
-    for c in range(num_classes - 1):
-        wrong |= (probs[:, c] == best) & (safe > c)
+    at_target = probs.gather(1, safe.unsqueeze(1))
+    wrong = (at_target < best).squeeze(1)
+    tied = probs.eq(best).sum(dim=1, dtype=torch.uint8) > 1
+    if tied.any():
+        where = tied.nonzero(as_tuple=True)
+        wrong[where] = probs.movedim(1, -1)[where].argmax(dim=-1) != safe[where]
     return wrong | (safe != target)  # a label outside 0..C-1 is never predicted
 
 

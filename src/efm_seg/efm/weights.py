@@ -129,8 +129,8 @@ def boundary_weight(
         dtype = _count_dtype(kernel_size)
         counts = _box_counts(one_hot, kernel_size, dtype)  # n_c, exact
         valid_count = counts.sum(dim=1, dtype=dtype).float()  # n
-        square_sum = counts.square().sum(dim=1, dtype=dtype).float()  # Σ n_c²
-        present = (counts > 0).sum(dim=1, dtype=dtype).float()  # n_present
+        square_sum = counts.mul(counts).sum(dim=1, dtype=dtype).float()  # Σ n_c² (mul: faster)
+        present = counts.ne(0).sum(dim=1, dtype=dtype).float()  # n_present
         norm_sq = square_sum.div_(valid_count.square().clamp_min_(1.0)).add_(present - 2.0)
         weight = norm_sq.clamp_min_(0.0).sqrt_().mul_(gamma).add_(1.0)
         if ignore_index is not None:
