@@ -184,7 +184,11 @@ def test_every_file_the_catalog_writes_is_written_atomically():
         "MemoryDataset",
     }
     entries = yaml.safe_load(CATALOG.read_text())
-    written_in_place = {name: e["type"] for name, e in entries.items() if e["type"] not in atomic}
+    written_in_place = {
+        name: e["type"]
+        for name, e in entries.items()
+        if not name.startswith("_") and e["type"] not in atomic  # "_x": a YAML anchor
+    }
     assert written_in_place == {}
     for env in CATALOG.parents[1].iterdir():
         path = env / "catalog.yml"
