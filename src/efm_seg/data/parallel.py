@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -41,6 +42,12 @@ def parallel_map(
     With one worker it runs in this process (no pool start-up, easy to debug). The pool uses
     ``fork`` where available: workers inherit the imported modules and start in milliseconds;
     they only run numpy/PIL code, so forking a process that has imported torch is safe.
+
+    Forked workers also inherit the host's signal handlers. A host that handles SIGTERM itself
+    (Airflow 3's task runner does) would leave a worker that never exits when the pool is
+    terminated, and the map would hang. So workers restore the default SIGTERM action (and
+    leave SIGINT to the parent, which stops the pool), and a map that finishes closes its pool
+    and lets the workers exit on their own; only an interrupted one terminates them.
     """
     items = list(items)
     if workers <= 1 or len(items) <= 1:
@@ -49,5 +56,19 @@ def parallel_map(
     if chunksize is None:
         chunksize = 2 if len(items) >= 4 * workers else 1
     method = "fork" if "fork" in mp.get_all_start_methods() else None
-    with mp.get_context(method).Pool(processes=workers) as pool:
+    pool = mp.get_context(method).Pool(processes=workers, initializer=_worker_signals)
+    try:
         yield from pool.imap(func, items, chunksize=chunksize)
+        pool.close()
+    except BaseException:  # an error, or the caller stopped iterating (GeneratorExit)
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def _worker_signals() -> None:
+    """A pool worker's signals: SIGTERM ends it (whatever the host installed), Ctrl-C is the
+    parent's to handle."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
