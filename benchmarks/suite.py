@@ -1,7 +1,7 @@
 """The benchmark suite: every figure of the project's performance targets, in one command.
 
     .venv/bin/python -m benchmarks.suite --quick    # a few minutes on 2 CPU cores
-    .venv/bin/python -m benchmarks.suite            # the full sizes (about half an hour on 2 cores)
+    .venv/bin/python -m benchmarks.suite            # the full sizes (about 20 minutes on 2 cores)
 
 Each benchmark runs in its own process (so peak memory is its own) and measures its ratios
 within that one run, interleaving the variants: the machines are shared and noisy, so only
