@@ -187,6 +187,14 @@ def test_a_study_continued_with_another_grid_summarizes_that_grid(
     assert set(per_seed["seed"]) == {2} and len(per_seed) == 2 * 4
     made_from = json.loads((project / "data/local/08_reporting/study/cells.json").read_text())
     assert len(made_from["cells"]) == 2 * 4
+    # The same cells at another confidence level: the summary is computed again at that level.
+    write_grid(
+        project,
+        GRID | {"seeds": [2], "variants": {"tuned": GRID["variants"]["tuned"]}, "confidence": 0.8},
+    )
+    continue_study()
+    assert len(saved_versions(project, "08_reporting/study/per_seed.csv")) == len(versions) + 2
+    assert set(pd.read_csv(study_output(project, "paired.csv"))["confidence"]) == {0.8}
 
 
 def test_the_pipeline_is_the_grid_of_the_session(study_run: Path, monkeypatch):

@@ -198,6 +198,11 @@ def _scored_runs(scores: pd.DataFrame) -> dict[str, str]:
     }
 
 
+def _summary_settings(study: StudyParams) -> dict[str, Any]:
+    """The study settings that change a summary of the same cells."""
+    return {"tta": study.tta, "confidence": study.confidence}
+
+
 def _some(names: list[str], shown: int = 3) -> str:
     more = len(names) - shown
     return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
@@ -210,29 +215,33 @@ def refresh_stale_summary(pipeline, catalog) -> None:
     Kedro skips a node whose outputs exist, even when its inputs are about to change: after
     variants or seeds are added or removed, or a cell is trained again, the new cells would be
     trained and the old summary kept. ``study.cells`` records the cells (and the run of each
-    scored checkpoint) the summary was computed from; when they differ from what this run will
-    summarize, that record is removed, so that ``study.summarize`` counts as missing and runs.
+    scored checkpoint) the summary was computed from, and its settings (``tta``,
+    ``confidence``); when they differ from what this run will summarize, that record is
+    removed, so that ``study.summarize`` counts as missing and runs.
     """
     summarize = next((n for n in pipeline.nodes if n.name == "study.summarize"), None)
     if summarize is None or not catalog.exists("study.cells"):
         return
-    made_from: dict[str, str] = catalog.load("study.cells")["cells"]
+    record = catalog.load("study.cells")
+    made_from: dict[str, str] = record["cells"]
     grid = [name.removesuffix(".scores") for name in summarize.inputs if name.endswith(".scores")]
-    kept = [name for name in grid if catalog.exists(f"{name}.scores")]
-    runs = _scored_runs(
-        _lineage_as_text(
-            pd.concat([catalog.load(f"{name}.scores") for name in kept], ignore_index=True)
-        )
-        if kept
-        else pd.DataFrame(columns=["arch", "seed", "run", "stage", "checkpoint_run"])
-    )
+    runs = {
+        name: str(catalog.load(f"{name}.scores")["checkpoint_run"].iloc[0])
+        for name in grid
+        if catalog.exists(f"{name}.scores")
+    }
+    settings = _summary_settings(StudyParams.model_validate(catalog.load("params:study")))
     changes = {
         "added": [name for name in grid if name not in made_from],
         "removed": [name for name in made_from if name not in grid],
         "trained again": [
             name for name in grid if name in made_from and runs.get(name) != made_from[name]
         ],
-    }
+        "settings changed": [
+            f"{key}={value}" for key, value in settings.items()
+            if record.get("settings", {}).get(key) != value
+        ],
+    }  # fmt: skip
     if not any(changes.values()):
         return
     logger.warning(
@@ -290,5 +299,5 @@ def summarize_study(
         paired,
         study_markdown(study, summary, paired, per_seed),
         ablation_figure(paired, study),
-        {"cells": _scored_runs(scores)},
+        {"cells": _scored_runs(scores), "settings": _summary_settings(study)},
     )
