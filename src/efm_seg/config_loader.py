@@ -20,14 +20,21 @@ writes only ``data/dubai/...`` and can never train on the demo's store, or the r
 ``--params raw_root=...`` is read only by catalogs that interpolate it (the dataset environments'
 ``raw_dataset``). Where nothing reads it — the base environment's generated demo — the loader
 refuses it instead of running on other data than the one named.
+
+Kedro 1.7 registers its resolvers (``globals``, ``runtime_params``, ``oc.env``) with
+``OmegaConf.register_new_resolver``, which OmegaConf 2.4 deprecates with a ``UserWarning`` on
+every ``kedro`` command; this loader registers the same resolvers through
+``OmegaConf.register_resolver``, the API that replaces it (same arguments, no warning).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.resolvers import oc
 
 
 class ProjectConfigLoader(OmegaConfigLoader):
@@ -41,6 +48,33 @@ class ProjectConfigLoader(OmegaConfigLoader):
 
     def _run_env_resolver(self) -> str:
         return self.run_env
+
+    # Kedro's resolver registrations, through OmegaConf 2.4's register_resolver (see the module
+    # docstring): each does what the OmegaConfigLoader method of the same name does.
+
+    def _register_globals_resolver(self) -> None:
+        OmegaConf.register_resolver("globals", self._get_globals_value, replace=True)
+
+    def _register_runtime_params_resolver(self) -> None:
+        OmegaConf.register_resolver("runtime_params", self._get_runtime_value, replace=True)
+
+    @staticmethod
+    def _register_new_resolvers(resolvers: dict[str, Callable]) -> None:
+        for name, resolver in resolvers.items():
+            if not OmegaConf.has_resolver(name):
+                OmegaConf.register_resolver(name, resolver)
+
+    @staticmethod
+    def _resolve_environment_variables(config: DictConfig) -> None:
+        # ${oc.env:...} is allowed in credentials only: registered just for this resolution.
+        if OmegaConf.has_resolver("oc.env"):
+            OmegaConf.resolve(config)
+            return
+        OmegaConf.register_resolver("oc.env", oc.env, annotation_validation="off")  # as OmegaConf
+        try:
+            OmegaConf.resolve(config)
+        finally:
+            OmegaConf.clear_resolver("oc.env")
 
     def _merge_and_resolve(self, key: str, config_per_file: dict) -> dict[str, Any]:
         if key != "parameters":
