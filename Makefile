@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export DO_NOT_TRACK := 1
 export KEDRO_DISABLE_TELEMETRY := true
 
-.PHONY: venv demo test lint format viz clean-data
+.PHONY: venv demo test test-tools deploy-env airflow-dag lint format viz viz-site clean-data
 
 venv: $(STAMP)
 
@@ -23,8 +23,12 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/kedro run
 
-test: venv lint
-	$(BIN)/python -m pytest
+# The deployment tests (tests/deploy) must run here: a missing deploy environment fails them.
+test: venv lint test-tools deploy-env
+	EFM_SEG_REQUIRE_DEPLOY_ENV=1 $(BIN)/python -m pytest
+
+test-tools:  ## system tools the tests need: Debian's chromium + chromedriver (tests/viz)
+	bash scripts/install-test-tools.sh
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
@@ -36,6 +40,27 @@ format: venv
 
 viz: venv
 	$(BIN)/kedro viz run
+
+# The static kedro-viz site, in its own folder: `kedro viz build` would write to build/,
+# where setuptools (`kedro package`) keeps its intermediate files.
+VIZ_SITE ?= viz-site
+viz-site: venv
+	$(BIN)/python scripts/build_viz_site.py $(VIZ_SITE)
+
+# The wheel and conf tarball (dist/) installed with Airflow in .venv-deploy, as on a worker:
+# rebuilt when the code, the configuration or the pins change (scripts/deploy-env.sh).
+DEPLOY_STAMP := .venv-deploy/.installed
+deploy-env: $(DEPLOY_STAMP)
+
+$(DEPLOY_STAMP): $(STAMP) pyproject.toml scripts/deploy-env.sh deploy/airflow/constraints.txt \
+		$(shell git ls-files src conf 2>/dev/null)
+	bash scripts/deploy-env.sh
+	touch $@
+
+# The shipped Airflow DAG: one task per pipeline (namespace). Run again after changing the
+# pipelines, conf/base/airflow.yml or the template; a test fails while it is out of date.
+airflow-dag: venv
+	$(BIN)/kedro airflow create --group-by namespace --jinja-file deploy/airflow/dag_template.j2 --target-dir deploy/airflow/dags
 
 clean-data:  ## remove every run output under data/ (every environment's)
 	git clean -fdXq data/

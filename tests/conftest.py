@@ -130,8 +130,15 @@ def make_project(parent: Path) -> Path:
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project)
     shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
     (project / "src").mkdir()  # the package itself is installed (editable) in .venv
-    (project / "conf" / "local").mkdir()
-    (project / "conf" / "local" / "catalog.yml").write_text(
+    write_tiny_local(project / "conf")
+    return project
+
+
+def write_tiny_local(conf: Path) -> None:
+    """``conf/local`` files (in the configuration folder ``conf``) that shrink the demo data and
+    the training stages so that a full default run takes seconds."""
+    (conf / "local").mkdir(exist_ok=True)
+    (conf / "local" / "catalog.yml").write_text(
         "raw_dataset:\n"
         "  type: efm_seg.datasets.SyntheticSceneFolderDataset\n"
         "  path: ${globals:data_root}/01_raw/demo\n"
@@ -140,17 +147,16 @@ def make_project(parent: Path) -> Path:
         "  min_size: 64\n"
         "  max_size: 96\n"
     )
-    (project / "conf" / "local" / "parameters_preprocessing.yml").write_text(
+    (conf / "local" / "parameters_preprocessing.yml").write_text(
         "preprocessing:\n  mode: resize\n  size: 64\n  stride: null\n"
         "  image_filter: lanczos\n  workers: 2\n"
     )
-    (project / "conf" / "local" / "parameters_stages.yml").write_text(TINY_STAGES)
+    (conf / "local" / "parameters_stages.yml").write_text(TINY_STAGES)
     # A lighter encoder than the demo's resnet18: a third of the weights, so the suite's many
     # checkpoints stay small on disk and train faster; everything else is conf/base's recipe.
     training = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())
     training["training"]["model"]["encoder"] = TEST_ENCODER
-    (project / "conf" / "local" / "parameters_training.yml").write_text(yaml.safe_dump(training))
-    return project
+    (conf / "local" / "parameters_training.yml").write_text(yaml.safe_dump(training))
 
 
 def kedro_run(

@@ -509,14 +509,15 @@ def check_input_sizes(pipeline, catalog) -> None:
     divisible by 32.
     """
     from efm_seg.data.samples import SampleStore
+    from efm_seg.pipelines.training.pipeline import TRAINING_TAG
     from efm_seg.training.data import sample_shape
     from efm_seg.training.models import ModelSpec, check_input_size
 
-    names = {node.name for node in pipeline.nodes}
-    stages = sorted(name.removesuffix(".train") for name in names if name.endswith(".train"))
+    # A training node's namespace is its stage (or study cell): baseline, study.FPN.seed0.full.efm
+    stages = sorted(n.namespace for n in pipeline.nodes if TRAINING_TAG in n.tags and n.namespace)
     if not stages:
         return
-    if "encode_samples" in names:
+    if "encoded_samples" in pipeline.all_outputs():
         size = as_mapping(catalog.load("params:preprocessing"))["size"]
         shape, setting = (size, size), "preprocessing.size"
     else:

@@ -2,8 +2,8 @@
 
 ``evaluation.check_lineage`` runs first: the three stages' checkpoints must share one lineage
 (``efm_seg.lineage``), or nothing is scored. Then one node per stage
-(``evaluation.<stage>.evaluate``) writes ``<stage>.test_metrics`` (overall scores, without and
-with TTA, with the checkpoint's lineage), ``<stage>.test_per_class`` and
+(``evaluation.<stage>.evaluate_<stage>``) writes ``<stage>.test_metrics`` (overall scores,
+without and with TTA, with the checkpoint's lineage), ``<stage>.test_per_class`` and
 ``<stage>.test_predictions``; ``evaluation.combine_stages`` puts the stages side by side in
 ``evaluation_metrics`` and ``evaluation_per_class``.
 
@@ -38,7 +38,7 @@ def create_stage_evaluation(stage: str) -> Pipeline:
                     "run_info": "run_info",
                 },
                 outputs=list(STAGE_OUTPUTS),
-                name="evaluate",
+                name=f"evaluate_{stage}",
             )
         ]
     )

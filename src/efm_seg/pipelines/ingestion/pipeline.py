@@ -1,4 +1,7 @@
-"""Ingestion pipeline: raw folder → validated manifest."""
+"""Ingestion pipeline, in the namespace ``ingestion``: raw folder → validated manifest.
+
+The namespace groups the node (kedro-viz, Airflow tasks) without renaming its datasets.
+"""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -14,5 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="manifest",
                 name="build_manifest",
             )
-        ]
+        ],
+        namespace="ingestion",
+        prefix_datasets_with_namespace=False,
     )

@@ -1,4 +1,5 @@
-"""Preprocessing pipeline: manifest + raw folder → encoded samples and their index."""
+"""Preprocessing pipeline, in the namespace ``preprocessing``: manifest + raw folder → encoded
+samples and their index."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -14,5 +15,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["encoded_samples", "encoded_index"],
                 name="encode_samples",
             )
-        ]
+        ],
+        namespace="preprocessing",
+        prefix_datasets_with_namespace=False,
     )

@@ -1,5 +1,5 @@
-"""Reporting pipeline: lineage check and provenance → tables → figures → report, all under
-``data/<env>/08_reporting``.
+"""Reporting pipeline, in the namespace ``reporting``: lineage check and provenance → tables →
+figures → report, all under ``data/<env>/08_reporting``.
 
 ``collect_provenance`` runs first and every other node reads its output, so a report whose
 inputs do not share one lineage is refused before anything is written.
@@ -71,5 +71,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="report_html",
                 name="make_report",
             ),
-        ]
+        ],
+        namespace="reporting",
+        prefix_datasets_with_namespace=False,
     )

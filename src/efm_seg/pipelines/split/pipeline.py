@@ -1,4 +1,4 @@
-"""Split pipeline: encoded sample index → split table."""
+"""Split pipeline, in the namespace ``split``: encoded sample index → split table."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -14,5 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="split",
                 name="split_samples",
             )
-        ]
+        ],
+        namespace="split",
+        prefix_datasets_with_namespace=False,
     )

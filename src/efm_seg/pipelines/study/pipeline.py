@@ -21,6 +21,7 @@ from kedro.pipeline import Node, Pipeline
 
 from efm_seg.parameters import StudyParams
 from efm_seg.pipelines.study.nodes import cell_evaluator, cell_trainer, summarize_study
+from efm_seg.pipelines.training.pipeline import TRAINING_TAG
 from efm_seg.study.grid import Cell, cells
 from efm_seg.study.session import configured_study
 
@@ -68,6 +69,7 @@ def create_cell_pipeline(cell: Cell) -> Pipeline:
                 inputs=inputs,
                 outputs=["best_checkpoint", "history"],
                 name="train",
+                tags=[TRAINING_TAG],
             ),
             Node(
                 func=cell_evaluator(cell),

@@ -17,6 +17,14 @@ from efm_seg.pipelines.training.nodes import stage_trainer
 
 SHARED_INPUTS = {"encoded_samples", "split", "run_info"}
 SHARED_PARAMETERS = {"params:dataset", "params:efm_method", "params:training"}
+# Node names that read alone (kedro-viz shows them without their namespace).
+NODE_NAMES = {
+    "baseline": "train_baseline",
+    "efm": "train_with_efm",
+    "finetune": "finetune_with_efm",
+}
+# Every node that trains a model carries this tag (`kedro run --tags training`; run checks).
+TRAINING_TAG = "training"
 
 
 def create_stage_pipeline(stage: str, init_from: str | None = None) -> Pipeline:
@@ -46,7 +54,8 @@ def create_stage_pipeline(stage: str, init_from: str | None = None) -> Pipeline:
                 func=stage_trainer(stage),
                 inputs=inputs,
                 outputs=["best_checkpoint", "history", "efm_snapshots", "training_record"],
-                name="train",
+                name=NODE_NAMES.get(stage, f"train_{stage}"),
+                tags=[TRAINING_TAG],
             )
         ]
     )

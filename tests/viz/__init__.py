@@ -1,0 +1,1 @@
+"""The static kedro-viz site, rendered in a headless browser."""
