@@ -152,6 +152,10 @@ def write_tiny_local(conf: Path) -> None:
         "  image_filter: lanczos\n  workers: 2\n"
     )
     (conf / "local" / "parameters_stages.yml").write_text(TINY_STAGES)
+    # No MLflow store in every throw-away run; tests/test_tracking.py switches it on.
+    (conf / "local" / "parameters_tracking.yml").write_text(
+        "tracking:\n  enabled: false\n  checkpoints: true\n"
+    )
     # A lighter encoder than the demo's resnet18: a third of the weights, so the suite's many
     # checkpoints stay small on disk and train faster; everything else is conf/base's recipe.
     training = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_training.yml").read_text())
@@ -213,6 +217,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_project(tmp_path_factory.mktemp("demo_run"))
     (project / "conf" / "local" / "parameters_efm.yml").write_text(
         yaml.safe_dump({"efm_method": DEMO_EFM_METHOD})
+    )
+    # Tracked in MLflow (the project's SQLite store in the project), read by tests/test_tracking.py.
+    (project / "conf" / "local" / "parameters_tracking.yml").write_text(
+        yaml.safe_dump({"tracking": {"enabled": True, "checkpoints": True}})
     )
     # Figures at a low resolution: rendering them is most of the run's time.
     (project / "conf" / "local" / "parameters_reporting.yml").write_text(

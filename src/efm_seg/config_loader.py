@@ -30,11 +30,19 @@ every ``kedro`` command; this loader registers the same resolvers through
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.resolvers import oc
+
+
+def _absolute_path(path: str) -> str:
+    """``${abspath:mlflow.db}``: the path made absolute from the working directory (the project
+    root under ``kedro run``), so that a long-lived process that later works elsewhere (a
+    notebook, an orchestrator) still means the same file."""
+    return str(Path(path).resolve())
 
 
 class ProjectConfigLoader(OmegaConfigLoader):
@@ -90,6 +98,7 @@ class ProjectConfigLoader(OmegaConfigLoader):
         # Resolvers are process-wide: register this loader's before each resolution, as Kedro
         # does for runtime_params, so that another session's loader never answers for it.
         OmegaConf.register_resolver("run_env", self._run_env_resolver, replace=True)
+        OmegaConf.register_resolver("abspath", _absolute_path, replace=True)
         config = super().__getitem__(key)
         if key == "catalog":
             self._check_raw_root_is_read()
