@@ -124,3 +124,28 @@ def test_efm_notebook_runs_on_the_latest_run(
     assert f"val_iou {checkpoint['metrics']['val_iou']:.6f}" in stdout_of(
         tagged(notebook, "checkpoint")
     )
+
+
+def test_kedro_ipython_starts_the_projects_python_without_activation(kedro_project, tmp_path):
+    """`.venv/bin/kedro ipython` with no environment activated (nothing of .venv on the PATH):
+    efm_seg.cli's command starts IPython in kedro's own Python, with the project loaded."""
+    import subprocess
+
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import sys\n"
+        "print('PYTHON', sys.executable)\n"
+        "print('CATALOG', 'manifest' in catalog.keys(), type(session).__name__)\n"
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "kedro"), "ipython", str(script)],
+        cwd=kedro_project,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DO_NOT_TRACK": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"PYTHON {sys.executable}" in result.stdout
+    assert "CATALOG True KedroSession" in result.stdout
