@@ -109,3 +109,17 @@ def test_tracking_switched_off_writes_no_store(kedro_project):
 def test_a_bad_tracking_setting_is_refused(kedro_project):
     with pytest.raises(ValueError, match=r"params:tracking.enabeld"):
         kedro_run(kedro_project, ["ingestion"], **{"tracking.enabeld": "true"})
+
+
+def test_an_environment_points_tracking_at_another_store(kedro_project):
+    """The tracking URI is configuration (an environment's mlflow.yml): here another SQLite
+    file, as a team would name its server's URL."""
+    (kedro_project / "conf/local/mlflow.yml").write_text(
+        "server:\n  mlflow_tracking_uri: sqlite:///${abspath:tracking/team.db}\n"
+    )
+    kedro_run(kedro_project, ["ingestion"], **{"tracking.enabled": "true"})
+    assert not (kedro_project / "mlflow.db").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{kedro_project / 'tracking/team.db'}")
+    experiment = client.get_experiment_by_name("efm-seg-local")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.params["ingestion.images"] == "images/{id}_sat.jpg"

@@ -6,7 +6,12 @@ import os
 import sys
 
 import click
+from kedro.framework.cli.project import run
 from kedro.framework.cli.utils import call
+
+# `efm-seg` / `python -m efm_seg` (the packaged project) run `run` from this module once it
+# exists (kedro.framework.cli.utils.find_run_command): Kedro's own, unchanged.
+__all__ = ["cli", "ipython", "run"]
 
 
 @click.group(name="efm_seg")

@@ -8,6 +8,7 @@ import re
 import shutil
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.conftest import PROJECT_ROOT
 from tests.deploy.conftest import unpacked_conf
@@ -23,6 +24,10 @@ VERSION = "2026-02-01T00.00.00.000Z"  # efm_seg.deployment.run_version of the lo
 def test_the_shipped_dag_runs_every_task_as_one_run(deploy_env, tmp_path):
     project = tmp_path / "project"
     conf = unpacked_conf(deploy_env, project)
+    # Tracked in MLflow (the wheel's mlflow extra is installed on the "workers").
+    (conf / "local" / "parameters_tracking.yml").write_text(
+        "tracking:\n  enabled: true\n  checkpoints: true\n"
+    )
     home = tmp_path / "airflow"
     (home / "dags").mkdir(parents=True)
     shutil.copy(DAG, home / "dags")
@@ -61,3 +66,15 @@ def test_the_shipped_dag_runs_every_task_as_one_run(deploy_env, tmp_path):
         assert lineage["run_id"] == VERSION
     # Each task read what the earlier ones saved at the run's version, never "latest".
     assert "step efm of pipeline __default__: reading baseline.best_checkpoint, split" in log
+
+    # One MLflow parent run for the DAG run, whatever task logged: parameters of the first
+    # task, a nested run per training task, the last task's report.
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("efm-seg-local").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.tags["efm_seg.run_id"] == VERSION and parent.info.status == "FINISHED"
+    assert "ingestion.images" in parent.data.params and "finetune.test_miou" in parent.data.metrics
+    children = {r.data.tags["efm_seg.stage"] for r in runs if r is not parent}
+    assert children == {"baseline", "efm", "finetune"}
+    reporting = {a.path for a in client.list_artifacts(parent.info.run_id, "reporting")}
+    assert "reporting/report.html" in reporting
