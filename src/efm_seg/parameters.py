@@ -408,11 +408,15 @@ class SplitFractions(Block):
 
 
 class SplitParams(Block):
-    """``split``: fractions, seed and what a group is."""
+    """``split``: fractions, seed, what a group is, and the samples whose split is given."""
 
     fractions: SplitFractions
     seed: int = Field(0, ge=0)
     group_by: Literal["group", "source"] = "group"
+    # Glob pattern of a group or source image -> its split (an official split, a held-out area).
+    predefined: dict[str, Literal["train", "val", "test"]] = Field(default_factory=dict)
+    # Where the samples no pattern names go: the stratified assignment, or all to train.
+    rest: Literal["stratified", "train"] = "stratified"
 
 
 class BoundaryParams(Block):

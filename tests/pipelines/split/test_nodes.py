@@ -108,3 +108,95 @@ def test_invalid_parameters_are_named(change, message):
 def test_too_few_groups_is_a_clear_error():
     with pytest.raises(ValueError, match="only 2 group"):
         split_samples(make_index(n_groups=2), PARAMS)
+
+
+# Predefined splits: an official split or a fixed held-out area.
+
+
+def test_predefined_groups_get_their_split_and_the_rest_is_stratified():
+    index = make_index(n_groups=30)
+    predefined = {"tile7": "test", "tile8": "test", "tile6": "val"}
+    result = split_samples(index, {**PARAMS, "predefined": predefined, "seed": 5})
+    by_group = result.groupby("group")["split"].agg(set)
+    assert by_group["tile7"] == by_group["tile8"] == {"test"} and by_group["tile6"] == {"val"}
+    rest = result[~result["group"].isin(predefined)]
+    # The fractions apply to the rest: about 80/10/10 of its 27 groups, each split present.
+    shares = rest.groupby("split")["group"].nunique() / rest["group"].nunique()
+    assert set(shares.index) == {"train", "val", "test"}
+    assert shares["train"] == pytest.approx(0.8, abs=0.1)
+    # Still leakage-free, and the rest is split as it would be alone (same seed).
+    assert (result.groupby("group")["split"].nunique() == 1).all()
+    alone = split_samples(index[~index["group"].isin(predefined)].reset_index(drop=True), PARAMS)
+    assert (
+        alone["split"].tolist()
+        == split_samples(index, {**PARAMS, "predefined": predefined})
+        .loc[~index["group"].isin(predefined), "split"]
+        .tolist()
+    )
+
+
+def test_predefined_with_the_rest_to_train_and_glob_patterns():
+    index = make_index(n_groups=12)
+    predefined = {"tile1?": "test", "tile[5-6]": "val"}  # tile10, tile11; tile5, tile6
+    result = split_samples(index, {**PARAMS, "predefined": predefined, "rest": "train"})
+    expected = {"tile10": "test", "tile11": "test", "tile5": "val", "tile6": "val"}
+    by_group = result.groupby("group")["split"].first()
+    assert by_group.to_dict() == {g: expected.get(g, "train") for g in by_group.index}
+
+
+def test_predefined_source_images_with_group_by_source():
+    index = make_index(n_groups=6)  # sources g<k>_s0 (2 samples) and g<k>_s1 (1 sample)
+    params = {**PARAMS, "group_by": "source", "predefined": {"g0_s*": "test"}, "rest": "train"}
+    result = split_samples(index, params)
+    assert set(result.loc[result["source_id"].str.startswith("g0_"), "split"]) == {"test"}
+    assert set(result.loc[~result["source_id"].str.startswith("g0_"), "split"]) == {"train"}
+
+
+@pytest.mark.parametrize(
+    ("predefined", "group_by", "message"),
+    [
+        ({"tile99": "test"}, "group", r"pattern 'tile99' matches no group or source image"),
+        ({"tile1": "test", "tile*": "val"}, "group", r"given to test by 'tile1' and to val"),
+        # One source image of tile0 named, the other not: tile0 would be divided.
+        ({"g0_s0": "test"}, "group", r"names 2 of the 3 samples of group 'tile0'"),
+        ({"tile1": "holdout"}, "group", r"split\.predefined\.tile1"),
+    ],
+)
+def test_ambiguous_or_leaking_predefined_splits_are_refused(predefined, group_by, message):
+    params = {**PARAMS, "group_by": group_by, "predefined": predefined}
+    with pytest.raises(ValueError, match=message):
+        split_samples(make_index(n_groups=6), params)
+
+
+def test_a_conflicting_pattern_for_the_same_split_is_fine():
+    result = split_samples(
+        make_index(n_groups=6), {**PARAMS, "predefined": {"tile1": "test", "tile*1": "test"}}
+    )
+    assert set(result.loc[result["group"] == "tile1", "split"]) == {"test"}
+
+
+def test_a_predefined_split_from_the_configuration_reaches_the_split_table(kedro_project):
+    """Through Kedro (its parameter validation at session start, the catalog): a test area
+    named in conf/local, on the demo data (one group per scene)."""
+    import yaml
+
+    from tests.conftest import kedro_run, latest_version
+
+    (kedro_project / "conf/local/parameters_split.yml").write_text(
+        yaml.safe_dump(
+            {
+                "split": {
+                    "fractions": {"train": 0.8, "val": 0.2, "test": 0.0},
+                    "seed": 1,
+                    "group_by": "group",
+                    "predefined": {"scene_00[0-1]": "test"},
+                    "rest": "stratified",
+                }
+            }
+        )
+    )
+    kedro_run(kedro_project, ["ingestion", "preprocessing", "split"])
+    split = pd.read_csv(latest_version(kedro_project, "data/local/05_model_input/split.csv"))
+    test_groups = set(split.loc[split["split"] == "test", "group"])
+    assert test_groups == {"scene_000", "scene_001"}
+    assert set(split["split"]) == {"train", "val", "test"}
