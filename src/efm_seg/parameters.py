@@ -445,6 +445,30 @@ class EvaluationParams(Block):
         return check_device(value)
 
 
+class PredictParams(Block):
+    """``predict``: the checkpoint's stage and the sliding window (efm_seg.inference)."""
+
+    stage: Literal["baseline", "efm", "finetune"] = "finetune"
+    window: int = Field(512, ge=32)
+    overlap: int = Field(64, ge=0)
+    tta: bool = False
+    batch_size: int = Field(4, ge=1)
+    device: Device = "auto"
+    overlay_alpha: float = Field(0.5, ge=0, le=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return check_device(value)
+
+    @model_validator(mode="after")
+    def _window(self) -> PredictParams:
+        from efm_seg.inference import check_window
+
+        check_window(self.window, self.overlap)
+        return self
+
+
 class ReportingParams(Block):
     title: str = "efm-seg run"
     dpi: int = Field(110, ge=20, le=600)

@@ -5,8 +5,9 @@ from kedro.pipeline import Pipeline
 
 # Pipelines made of other registered pipelines; the default run includes their parts once.
 COMPOSITES = {"training"}
-# Pipelines a plain `kedro run` leaves out: the study trains dozens of models.
-NOT_DEFAULT = {"study"}
+# Pipelines a plain `kedro run` leaves out: the study trains dozens of models; predict needs
+# scenes to label (predict_root).
+NOT_DEFAULT = {"study", "predict"}
 
 
 def register_pipelines() -> dict[str, Pipeline]:

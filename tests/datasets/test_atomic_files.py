@@ -181,6 +181,8 @@ def test_every_file_the_catalog_writes_is_written_atomically():
         "efm_seg.datasets.SampleStoreDataset",  # staged folder, swapped into place
         "efm_seg.datasets.TrainingStateDataset",  # atomic_write, by the trainer
         "efm_seg.datasets.SyntheticSceneFolderDataset",  # staged folder (the demo's raw data)
+        "efm_seg.datasets.PredictionFolderDataset",  # staged folder, renamed into place
+        "efm_seg.datasets.SceneFolderDataset",  # read only
         "MemoryDataset",
     }
     entries = yaml.safe_load(CATALOG.read_text())

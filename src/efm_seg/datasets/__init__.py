@@ -10,6 +10,7 @@ from efm_seg.datasets.atomic_files import (
 from efm_seg.datasets.checkpoint import NpzDataset, TorchCheckpointDataset
 from efm_seg.datasets.image_folder import ImageFolderDataset, SyntheticSceneFolderDataset
 from efm_seg.datasets.sample_store import SampleStoreDataset
+from efm_seg.datasets.scenes import PredictionFolderDataset, SceneFolderDataset
 from efm_seg.datasets.training_state import TrainingStateDataset
 
 __all__ = [
@@ -19,7 +20,9 @@ __all__ = [
     "AtomicTextDataset",
     "ImageFolderDataset",
     "NpzDataset",
+    "PredictionFolderDataset",
     "SampleStoreDataset",
+    "SceneFolderDataset",
     "SyntheticSceneFolderDataset",
     "TorchCheckpointDataset",
     "TrainingStateDataset",
