@@ -53,8 +53,15 @@ def test_scene_folder_is_lazy_and_names_problems(tmp_path):
         SceneFolderDataset(str(folder)).load()
     (folder / "a.jpg").unlink()
     Image.fromarray(np.zeros((9, 7), np.uint16)).save(folder / "deep.png")
+    palette = Image.fromarray(np.ones((9, 7), np.uint8), mode="P")
+    palette.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
+    palette.save(folder / "palette.png")
     scenes = SceneFolderDataset(str(folder)).load()
-    assert sorted(scenes) == ["a", "deep"] and scenes["a"].probe() == (9, 7, 3)
+    assert sorted(scenes) == ["a", "deep", "palette"] and scenes["a"].probe() == (9, 7, 3)
     assert scenes["a"].load().image.shape == (9, 7, 3)
-    with pytest.raises(ValueError, match=r"deep.png: uint16 pixels"):
-        scenes["deep"].load()
+    # A palette image is its colours, three bands.
+    assert scenes["palette"].probe() == (9, 7, 3)
+    assert scenes["palette"].load().image[0, 0].tolist() == [10, 20, 30]
+    for read in (scenes["deep"].probe, scenes["deep"].load):
+        with pytest.raises(ValueError, match=r"deep.png: not 8 bits per band"):
+            read()

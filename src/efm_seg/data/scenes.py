@@ -27,6 +27,8 @@ from PIL import Image
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 SCENE_SUFFIXES = PLAIN_SUFFIXES + GEOTIFF_SUFFIXES
+# Pillow modes of 8 bits per band ("P": a palette image, read as its RGB colours).
+EIGHT_BIT_MODES = ("L", "LA", "RGB", "RGBA", "CMYK", "P")
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,22 @@ class SceneFile:
         try:
             if self.path.suffix.lower() in GEOTIFF_SUFFIXES:
                 with _rasterio().open(self.path) as source:
-                    return source.height, source.width, source.count
-            with _any_size(), Image.open(self.path) as opened:
-                bands = len(opened.getbands())
-                return opened.height, opened.width, bands
+                    shape, eight_bit = (
+                        (source.height, source.width, source.count),
+                        all(dtype == "uint8" for dtype in source.dtypes),
+                    )
+            else:
+                with _any_size(), Image.open(self.path) as opened:
+                    bands = 3 if opened.mode == "P" else len(opened.getbands())
+                    shape = (opened.height, opened.width, bands)
+                    eight_bit = opened.mode in EIGHT_BIT_MODES
         except ImportError:
             raise
         except Exception as exc:
             raise ValueError(f"{self.path}: cannot be read as an image ({exc})") from None
+        if not eight_bit:
+            raise ValueError(_not_eight_bit(self.path))
+        return shape
 
     def load(self) -> Scene:
         return read_scene(self.path)
@@ -112,7 +122,8 @@ def read_scene(path: Path) -> Scene:
         else:
             with _any_size(), Image.open(path) as opened:
                 opened.load()
-                image, geo = np.asarray(opened), None
+                image = np.asarray(opened.convert("RGB") if opened.mode == "P" else opened)
+                geo = None
     except ImportError:
         raise
     except Exception as exc:
@@ -120,10 +131,7 @@ def read_scene(path: Path) -> Scene:
     if image.ndim == 2:
         image = image[:, :, None]
     if image.dtype != np.uint8:
-        raise ValueError(
-            f"{path}: {image.dtype} pixels; models are trained on 8-bit images (0-255), so "
-            "convert it first (e.g. gdal_translate -ot Byte -scale)"
-        )
+        raise ValueError(_not_eight_bit(path))
     return Scene(name=path.stem, path=path, image=image, geo=geo)
 
 
@@ -172,6 +180,13 @@ def class_areas(prediction: Prediction) -> dict[str, Any]:
         for name, count in zip(classes, counts, strict=True):
             row[f"area_{name}"] = float(count) * pixel_area
     return row
+
+
+def _not_eight_bit(path: Path) -> str:
+    return (
+        f"{path}: not 8 bits per band; the models are trained on 8-bit images (0-255), so "
+        "convert it first (e.g. gdal_translate -ot Byte -scale)"
+    )
 
 
 @contextlib.contextmanager
