@@ -32,6 +32,7 @@ from efm_seg.pipelines.preprocessing.nodes import (
     _encode_one,
     _Task,
     encode_samples,
+    index_samples,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +71,8 @@ def plain_loop(raw, manifest, dataset, params, out: Path) -> None:
 
 
 def pipeline_node(raw, manifest, dataset, params, out: Path) -> None:
-    samples, _ = encode_samples(raw, manifest, dataset, params)
-    write_store(out, samples)
+    # The two nodes as Kedro runs them: the stream written into the store, then its index.
+    index_samples(write_store(out, encode_samples(raw, manifest, dataset, params)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,8 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
     training = ["bench_training", "--repeats", "2" if quick else "5"]
     runs.append(("training", training + (["--quick"] if quick else [])))
     runs.append(("tta", ["bench_tta"] + (["--quick"] if quick else [])))
+    # Peak memory of preprocessing at 1,280 and 5,120 samples (80 sources: >= 5,000).
+    runs.append(("streaming", ["bench_streaming", "--sources", "20", "80"]))
     return runs
 
 
@@ -132,6 +134,15 @@ def markdown(results: dict[str, Any]) -> str:
         f"TTA: 4 passes / one 4B batch ({tta['model']} {tta['size']}², batch {tta['batch']})",
         f"{tta['speedup']:.2f}×", "> 1×",
         f"{tta['batched_s']} s vs {tta['separate_s']} s; max |Δp| {tta['max_abs_difference']:.1e}",
+    ))  # fmt: skip
+    streaming = b["streaming"]
+    runs = {(r["mode"], r["samples"]): r["peak_rss_mb"] for r in streaming["runs"]}
+    counts = sorted({samples for _, samples in runs})
+    lines.append(_row(
+        f"preprocessing peak RSS, {counts[0]} → {counts[-1]} samples (streamed into the store)",
+        f"{streaming['streamed_growth_mb']:+.1f} MB", "flat",
+        f"{runs[('stream', counts[-1])]:.0f} MB at {counts[-1]}; held in memory first: "
+        f"{streaming['held_growth_mb']:+.1f} MB",
     ))  # fmt: skip
     peaks = ", ".join(f"{name} {r['peak_rss_mib']:.0f}" for name, r in b.items())
     lines += ["", f"Peak resident memory per benchmark process (MiB): {peaks}.", ""]

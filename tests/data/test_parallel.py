@@ -71,3 +71,34 @@ def test_a_host_with_its_own_sigterm_handler_never_hangs_the_map(scenario):
         pytest.fail(f"{scenario}: the map hung under a host SIGTERM handler")
     assert process.returncode == 0, err
     assert out.strip() == "done"
+
+
+def _mark(item, folder):
+    (folder / f"{item:03d}").touch()
+    return item
+
+
+def test_max_ahead_bounds_the_results_waiting_for_the_caller(tmp_path):
+    """A slow caller: never more than max_ahead items handed out beyond what it has taken, so
+    memory holds a bounded number of results whatever the number of items."""
+    import functools
+    import time
+
+    from efm_seg.data.parallel import parallel_map
+
+    func = functools.partial(_mark, folder=tmp_path)
+    taken, most_ahead = 0, 0
+    for result in parallel_map(func, range(40), workers=2, chunksize=1, max_ahead=3):
+        taken += 1
+        time.sleep(0.02)  # time for the workers to run ahead, if they could
+        most_ahead = max(most_ahead, len(list(tmp_path.iterdir())) - taken)
+        assert result == taken - 1
+    assert taken == 40 and most_ahead <= 3
+    # Without the bound, the workers finish everything long before the caller.
+    for marker in tmp_path.iterdir():
+        marker.unlink()
+    results = parallel_map(func, range(40), workers=2, chunksize=1)
+    next(results)
+    time.sleep(0.5)
+    assert len(list(tmp_path.iterdir())) > 10
+    results.close()

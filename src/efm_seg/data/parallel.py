@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -32,9 +33,17 @@ def resolve_workers(workers: Any, n_items: int, where: str = "workers") -> int:
 
 
 def parallel_map(
-    func: Callable[[T], R], items: Iterable[T], workers: int, chunksize: int | None = None
+    func: Callable[[T], R],
+    items: Iterable[T],
+    workers: int,
+    chunksize: int | None = None,
+    max_ahead: int | None = None,
 ) -> Iterator[R]:
     """``map(func, items)`` over ``workers`` processes, results in input order.
+
+    ``max_ahead`` bounds the items handed out whose results the caller has not taken yet: with
+    it, a slow consumer (one writing each result to disk) holds at most that many results in
+    memory, however many items there are. Without it, the workers run as far ahead as they can.
 
     ``chunksize`` (items sent to a worker at a time) defaults to 2: half the round trips of
     one item at a time, and small enough that the workers finish together.
@@ -57,10 +66,27 @@ def parallel_map(
         chunksize = 2 if len(items) >= 4 * workers else 1
     method = "fork" if "fork" in mp.get_all_start_methods() else None
     pool = mp.get_context(method).Pool(processes=workers, initializer=_worker_signals)
+    # The pool's feeder thread takes an item only when a result has been taken (or while
+    # fewer than max_ahead are out): a plain semaphore, released once per result.
+    gate = threading.Semaphore(max(max_ahead or len(items), chunksize))
+    stopped = threading.Event()
+
+    def gated() -> Iterator[T]:
+        for item in items:
+            gate.acquire()
+            if stopped.is_set():
+                return
+            yield item
+
     try:
-        yield from pool.imap(func, items, chunksize=chunksize)
+        for result in pool.imap(func, gated(), chunksize=chunksize):
+            yield result
+            gate.release()
         pool.close()
     except BaseException:  # an error, or the caller stopped iterating (GeneratorExit)
+        stopped.set()
+        for _ in range(len(items)):  # never leave the feeder thread waiting on the gate
+            gate.release()
         pool.terminate()
         raise
     finally:

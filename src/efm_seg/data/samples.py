@@ -6,6 +6,7 @@ On disk a store is a folder::
     masks/<sample_id>.png    single channel, training labels (ignore pixels = ignore_index)
     samples.json             the ids, in order, and the store's content fingerprint: the store
                              is complete only if this exists
+    index.csv                (from preprocessing) each sample's source, group and class counts
 
 so a person can open any sample with an image viewer, and training reads one sample at a time.
 The fingerprint (:func:`store_fingerprint`) identifies the content: checkpoints record it, and
@@ -19,16 +20,19 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from efm_seg.lineage import digest
 
 INDEX_FILE = "samples.json"
+TABLE_FILE = "index.csv"  # one row per sample, written by preprocessing (source, group, counts)
 
 
 class StoreChangedError(RuntimeError):
@@ -129,6 +133,16 @@ class SampleStore:
                 "Nothing was saved; run again once the store is settled"
             )
 
+    def index_table(self) -> pd.DataFrame:
+        """The index rows preprocessing wrote with the samples (``index.csv``), in store order."""
+        path = self.root / TABLE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the sample store at {self.root} has no {TABLE_FILE}: run the preprocessing "
+                "pipeline again: kedro run --pipelines preprocessing"
+            )
+        return pd.read_csv(path, dtype={"sample_id": str, "source_id": str, "group": str})
+
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -159,8 +173,16 @@ def _read_index(root: Path) -> dict:
     return json.loads((root / INDEX_FILE).read_text())
 
 
-def write_store(root: str | Path, samples: Mapping[str, EncodedSample]) -> SampleStore:
+def write_store(
+    root: str | Path,
+    samples: Mapping[str, EncodedSample] | Iterable[tuple[str, EncodedSample, dict[str, Any]]],
+) -> SampleStore:
     """Write ``samples`` as a store at ``root``, replacing any previous store atomically.
+
+    ``samples`` is a mapping of id to sample, or an iterable of ``(id, sample, index row)``
+    consumed one sample at a time (preprocessing streams them: memory holds one at a time,
+    whatever the dataset's size). Index rows are kept in the store's ``index.csv``
+    (:meth:`SampleStore.index_table`).
 
     Everything is written into a hidden sibling folder that is renamed into place at the end,
     so an interrupted write never leaves a store that a later run would load.
@@ -170,22 +192,40 @@ def write_store(root: str | Path, samples: Mapping[str, EncodedSample]) -> Sampl
     staging = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
     (staging / "images").mkdir(parents=True)
     (staging / "masks").mkdir()
-    try:
-        for sample_id, sample in samples.items():
+    items = (
+        ((sample_id, sample, None) for sample_id, sample in samples.items())
+        if isinstance(samples, Mapping)
+        else samples
+    )
+    ids: list[str] = []
+    rows: list[dict[str, Any]] = []
+
+    def written() -> Iterator[bytes | str]:
+        # Writes each sample as the fingerprint reads it: one pass, one sample in memory.
+        for sample_id, sample, row in items:
             (staging / "images" / f"{sample_id}.png").write_bytes(sample.image_png)
             (staging / "masks" / f"{sample_id}.png").write_bytes(sample.labels_png)
-        fingerprint = store_fingerprint(
-            (sample_id, sample.image_png, sample.labels_png)
-            for sample_id, sample in samples.items()
-        )
+            ids.append(sample_id)
+            if row is not None:
+                rows.append(row)
+            yield sample_id
+            yield sample.image_png
+            yield sample.labels_png
+
+    try:
+        fingerprint = digest(written())
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"sample ids repeat in the store written to {root}")
+        if rows:
+            pd.DataFrame(rows).to_csv(staging / TABLE_FILE, index=False)
         (staging / INDEX_FILE).write_text(
-            json.dumps({"ids": list(samples), "fingerprint": fingerprint}, indent=0)
+            json.dumps({"ids": ids, "fingerprint": fingerprint}, indent=0)
         )
         _swap_into_place(staging, root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return SampleStore(root=root, ids=tuple(samples), fingerprint=fingerprint)
+    return SampleStore(root=root, ids=tuple(ids), fingerprint=fingerprint)
 
 
 def _swap_into_place(staging: Path, root: Path) -> None:

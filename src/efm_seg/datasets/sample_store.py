@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,9 @@ from efm_seg.data.samples import EncodedSample, SampleStore, open_store, write_s
 class SampleStoreDataset(AbstractDataset[Mapping[str, EncodedSample], SampleStore]):
     """A folder of encoded samples, written atomically, read lazily.
 
-    ``save`` takes ``{sample_id: EncodedSample}`` and replaces the whole store in one step;
+    ``save`` takes ``{sample_id: EncodedSample}`` or a stream of ``(sample_id, sample, index
+    row)`` (preprocessing's, written one sample at a time) and replaces the whole store in one
+    step;
     ``load`` returns a :class:`SampleStore` that reads samples one at a time (training never
     holds the dataset in memory).
     """
@@ -26,7 +28,7 @@ class SampleStoreDataset(AbstractDataset[Mapping[str, EncodedSample], SampleStor
     def load(self) -> SampleStore:
         return open_store(self._path)
 
-    def save(self, data: Mapping[str, EncodedSample]) -> None:
+    def save(self, data: Mapping[str, EncodedSample] | Iterable[tuple]) -> None:
         write_store(self._path, data)
 
     def _exists(self) -> bool:

@@ -1,6 +1,7 @@
 """Preprocessing: resize/tile geometry, label safety, parallel = sequential, bad parameters."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from efm_seg.data.raw import DatasetValidationError, RawFolder
@@ -17,7 +18,12 @@ def manifest(raw_root):
 
 
 def run(raw_root, manifest, **changes):
-    return encode_samples(RawFolder(raw_root), manifest, DATASET_PARAMS, {**PARAMS, **changes})
+    """The samples by id and the index rows, as the stream hands them to the store."""
+    stream = encode_samples(RawFolder(raw_root), manifest, DATASET_PARAMS, {**PARAMS, **changes})
+    items = list(stream)
+    return {sample_id: sample for sample_id, sample, _ in items}, pd.DataFrame(
+        [row for *_, row in items]
+    )
 
 
 def test_resize_gives_size_squared_samples_with_valid_labels(raw_root, manifest):
@@ -105,3 +111,27 @@ def test_a_mask_changed_since_ingestion_is_caught(raw_root, manifest):
     Image.fromarray(rgb).save(path)
     with pytest.raises(DatasetValidationError, match=r"'masks/s0\.png'.*run the ingestion"):
         run(raw_root, manifest)
+
+
+def test_the_store_is_written_from_the_stream_with_its_index(raw_root, manifest, tmp_path):
+    from efm_seg.data.samples import open_store, write_store
+    from efm_seg.pipelines.preprocessing.nodes import index_samples
+
+    samples, rows = run(raw_root, manifest, workers=2)
+    stream = encode_samples(RawFolder(raw_root), manifest, DATASET_PARAMS, {**PARAMS, "workers": 2})
+    store = write_store(tmp_path / "encoded", stream)
+    # The same store as from the samples held in memory: ids, order, content fingerprint.
+    assert store.fingerprint == write_store(tmp_path / "in_memory", samples).fingerprint
+    assert list(store.ids) == list(manifest["sample_id"])
+    index = index_samples(open_store(tmp_path / "encoded"))
+    pd.testing.assert_frame_equal(index, rows, check_dtype=False)
+
+
+def test_a_stream_that_fails_leaves_no_store(raw_root, manifest, tmp_path):
+    from efm_seg.data.samples import write_store
+
+    (raw_root / manifest["mask"].iloc[-1]).write_bytes(b"broken")
+    stream = encode_samples(RawFolder(raw_root), manifest, DATASET_PARAMS, {**PARAMS, "workers": 2})
+    with pytest.raises(Exception):  # noqa: B017 - PIL's error for the broken file
+        write_store(tmp_path / "encoded", stream)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]  # no store, no staging

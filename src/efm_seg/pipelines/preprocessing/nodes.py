@@ -9,6 +9,7 @@ are aligned to the image's far edge so every pixel is covered.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -20,10 +21,14 @@ from PIL import Image
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.parallel import parallel_map, resolve_workers
 from efm_seg.data.raw import DatasetValidationError, RawFolder
-from efm_seg.data.samples import EncodedSample
+from efm_seg.data.samples import EncodedSample, SampleStore
 from efm_seg.parameters import DatasetParams, PreprocessingParams, as_mapping
 
 logger = logging.getLogger(__name__)
+
+# Results of sources handed to the workers but not yet written to the store, per worker: bounds
+# preprocessing's memory by a few sources' samples, not the dataset's size.
+MAX_AHEAD_PER_WORKER = 4
 
 RESAMPLING = {
     "lanczos": Image.Resampling.LANCZOS,
@@ -149,13 +154,40 @@ def _encode_one(
     return results
 
 
+@dataclass(frozen=True)
+class EncodedStream:
+    """The encoded samples of one preprocessing run, made while the sample store is written.
+
+    Iterating runs the parallel encoding and yields ``(sample_id, sample, index row)`` in
+    manifest order; the store writes each as it comes (``efm_seg.data.samples.write_store``), so
+    memory holds a bounded number of sources' samples (``max_ahead`` results not yet written),
+    whatever the dataset's size. An error (an unreadable mask) stops the write, and the staged
+    store is removed.
+    """
+
+    tasks: tuple[_Task, ...]
+    encode: Any  # picklable: _encode_one bound to the raw folder, scheme and config
+    workers: int
+    max_ahead: int
+
+    def __iter__(self) -> Iterator[tuple[str, EncodedSample, dict[str, Any]]]:
+        results = parallel_map(self.encode, self.tasks, self.workers, max_ahead=self.max_ahead)
+        for pieces in results:
+            for row, sample in pieces:
+                yield row["sample_id"], sample, row
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+
 def encode_samples(
     raw: RawFolder,
     manifest: pd.DataFrame,
     dataset: DatasetParams,
     preprocessing: PreprocessingParams,
-) -> tuple[dict[str, EncodedSample], pd.DataFrame]:
-    """Resize (or tile) every manifest sample and encode its labels, in parallel.
+) -> EncodedStream:
+    """Check the manifest and settings, and return the resized (or tiled) and encoded samples
+    as a stream that the sample store consumes (see :class:`EncodedStream`).
 
     Args:
         raw: The raw dataset folder the manifest's paths are relative to.
@@ -165,8 +197,9 @@ def encode_samples(
             ``stride`` (tile mode; default ``size``), ``image_filter``, ``workers``.
 
     Returns:
-        The encoded samples by id, and an index with one row per encoded sample: its source,
-        group, position in the source (tile mode) and per-class pixel counts.
+        The samples, made while ``encoded_samples`` is written, with one index row each (its
+        source, group, position in the source in tile mode, per-class pixel counts), kept in
+        the store for :func:`index_samples`.
     """
     config = PreprocessingConfig.from_params(as_mapping(preprocessing))
     scheme = LabelScheme.from_params(as_mapping(dataset))
@@ -186,33 +219,37 @@ def encode_samples(
                 f"{len(small)} image(s) are smaller than the tile size {config.size}×{config.size}"
                 f" (preprocessing.size, tile mode): {listed}; use mode: resize or a smaller size"
             )
-
-    tasks = [
+    tasks = tuple(
         _Task(r.sample_id, str(r.group), r.image, r.mask)
         for r in manifest[["sample_id", "group", "image", "mask"]].itertuples(index=False)
-    ]
-    workers = resolve_workers(config.workers, len(tasks), "preprocessing.workers")
-    worker = partial(_encode_one, raw=raw, scheme=scheme, config=config)
-    # Largest images first, so that the small ones fill the workers' tail and both finish
-    # together; the results are put back in manifest order.
-    order = np.argsort(-(manifest["width"] * manifest["height"]).to_numpy(), kind="stable")
-    encoded = dict(
-        zip(order.tolist(), parallel_map(worker, [tasks[i] for i in order], workers), strict=True)
     )
-    samples: dict[str, EncodedSample] = {}
-    rows: list[dict[str, Any]] = []
-    for index in range(len(tasks)):
-        for row, sample in encoded.pop(index):
-            samples[row["sample_id"]] = sample
-            rows.append(row)
-    index = pd.DataFrame(rows)
+    workers = resolve_workers(config.workers, len(tasks), "preprocessing.workers")
     logger.info(
-        "Encoded %d sample(s) of %d×%d from %d source image(s) (%s mode, %d worker(s))",
-        len(index),
-        config.size,
-        config.size,
+        "Encoding %d source image(s) to %d×%d samples (%s mode, %d worker(s)) into the store",
         len(tasks),
+        config.size,
+        config.size,
         config.mode,
         workers,
     )
-    return samples, index
+    return EncodedStream(
+        tasks=tasks,
+        encode=partial(_encode_one, raw=raw, scheme=scheme, config=config),
+        workers=workers,
+        max_ahead=MAX_AHEAD_PER_WORKER * workers,
+    )
+
+
+def index_samples(encoded_samples: SampleStore) -> pd.DataFrame:
+    """The index of the store just written: one row per sample, in store order (its source,
+    group, position in the source and per-class pixel counts)."""
+    index = encoded_samples.index_table()
+    if list(index["sample_id"]) != list(encoded_samples.ids):
+        raise ValueError(
+            f"the index of the sample store at {encoded_samples.root} does not list its samples "
+            "in order: run the preprocessing pipeline again"
+        )
+    logger.info(
+        "Encoded %d sample(s) from %d source image(s)", len(index), index["source_id"].nunique()
+    )
+    return index
