@@ -70,7 +70,7 @@ def efm_seg():
         task_id="preprocessing",
     )
     def preprocessing():
-        """preprocessing.encode_samples"""
+        """preprocessing.encode_samples, preprocessing.index_samples"""
         run_namespace("preprocessing")
 
     @task(
