@@ -123,3 +123,18 @@ def test_an_environment_points_tracking_at_another_store(kedro_project):
     experiment = client.get_experiment_by_name("efm-seg-local")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.data.params["ingestion.images"] == "images/{id}_sat.jpg"
+
+
+def test_a_run_refused_before_it_starts_leaves_no_mlflow_run_open(kedro_project):
+    """Another hook refusing the run (here a missing --load-versions) must not leave an MLflow
+    run active in the process: the next session would log into it."""
+    import mlflow
+
+    with pytest.raises(Exception, match="no such version"):
+        kedro_run(
+            kedro_project,
+            ["split"],
+            load_versions={"encoded_index": "2020-01-01T00.00.00.000Z"},
+            **{"tracking.enabled": "true"},
+        )
+    assert mlflow.active_run() is None

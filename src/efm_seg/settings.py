@@ -1,7 +1,6 @@
 """Project settings (Kedro reads this module at start-up)."""
 
 import os
-import warnings
 
 from efm_seg.config_loader import ProjectConfigLoader
 from efm_seg.provenance import RunInfoHook
@@ -13,23 +12,6 @@ from efm_seg.tracking import TrackingHook
 # covers a session started from another working directory.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
-
-# The pipelines name datasets `<namespace>.<name>` on purpose (the training stages' outputs,
-# e.g. `baseline.best_checkpoint`, read by evaluation and reporting): Kedro's one-time warning
-# about '.' in dataset names is silenced for nodes made in efm_seg.pipelines, and only there.
-warnings.filterwarnings(
-    "ignore",
-    message=r"One or more dataset names contain '\.' characters",
-    category=UserWarning,
-    module=r"efm_seg\.pipelines\.",
-)
-
-# kedro-mlflow registers its resolver with OmegaConf's deprecated call, and importing it makes
-# MLflow warn about model classes the project does not define: not the user's to act on.
-warnings.filterwarnings(
-    "ignore", message=r"register_new_resolver\(\) is deprecated", module=r"kedro_mlflow\."
-)
-warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
 
 # --params a.b.c=v changes exactly a.b.c, in every environment (see config_loader.py).
 CONFIG_LOADER_CLASS = ProjectConfigLoader

@@ -126,7 +126,9 @@ class TrackingHook:
                 load_versions=load_versions,
             )
 
-    @hook_impl
+    # Last of all hooks: a run another hook refuses (the run lock, a missing --load-versions)
+    # raises before Kedro's try block, so on_pipeline_error would never close its MLflow run.
+    @hook_impl(trylast=True)
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
         if self._mlflow_hook is None:
             return
@@ -215,8 +217,14 @@ class TrackingHook:
     # What kedro-mlflow does not log.
 
     def _parent_run(self, config, run_id: str) -> str | None:
-        experiment = config.tracking.experiment._experiment
-        runs = config.server._mlflow_client.search_runs(
+        import mlflow
+
+        if self._mlflow_hook._already_active_mlflow:  # the caller's run: kedro-mlflow logs there
+            return None
+        experiment = mlflow.get_experiment_by_name(config.tracking.experiment.name)
+        if experiment is None:
+            return None
+        runs = mlflow.MlflowClient().search_runs(
             [experiment.experiment_id],
             filter_string=f"tags.`{RUN_ID_TAG}` = '{run_id}'",
             max_results=1,

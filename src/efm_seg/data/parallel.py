@@ -65,7 +65,14 @@ def parallel_map(
     if chunksize is None:
         chunksize = 2 if len(items) >= 4 * workers else 1
     method = "fork" if "fork" in mp.get_all_start_methods() else None
-    pool = mp.get_context(method).Pool(processes=workers, initializer=_worker_signals)
+    # SIGTERM stays blocked while the workers are forked, so that none can receive it under the
+    # host's handler before its initializer restores the default action (a worker terminated
+    # that early would otherwise never exit, and join() would hang).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        pool = mp.get_context(method).Pool(processes=workers, initializer=_worker_signals)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     # The pool's feeder thread takes an item only when a result has been taken (or while
     # fewer than max_ahead are out): a plain semaphore, released once per result.
     gate = threading.Semaphore(max(max_ahead or len(items), chunksize))
@@ -98,3 +105,4 @@ def _worker_signals() -> None:
     parent's to handle."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked by the parent's fork
