@@ -105,7 +105,11 @@ def test_tta_averages_the_four_flips_of_each_crop():
 
 @pytest.mark.parametrize(
     ("window", "overlap", "message"),
-    [(32, 32, r"overlap must be in \[0, window=32\)"), (32, 20, "more than half"), (0, 0, "")],
+    [
+        (32, 32, r"overlap must be in \[0, window=32\)"),
+        (32, 20, "more than half"),
+        (0, 0, "window must be at least 1 pixel"),
+    ],
 )
 def test_bad_windows_are_refused(window, overlap, message):
     with pytest.raises(ValueError, match=message):
