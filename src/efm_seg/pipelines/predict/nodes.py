@@ -83,7 +83,8 @@ def predict_scenes(
     def predictor(scene_file: SceneFile) -> Callable[[], Prediction]:
         def predict_one() -> Prediction:
             scene = scene_file.load()
-            image = torch.from_numpy(scene.image).permute(2, 0, 1).float() / 255.0
+            # torch.tensor copies: arrays read through Pillow are read-only.
+            image = torch.tensor(scene.image).permute(2, 0, 1).float() / 255.0
             image = (image - _column(IMAGENET_MEAN)) / _column(IMAGENET_STD)
             probs = sliding_window_probs(
                 model,
