@@ -28,6 +28,29 @@ KEDRO_ENV_VARS = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK
 SHIPPED_DAG = PROJECT_ROOT / "deploy/airflow/dags/efm_seg_dag.py"
 
 
+def make_airflow_dag(project: Path, target: Path) -> None:
+    """`make airflow-dag`'s command, run in ``project``, writing to ``target``."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "kedro"),
+            "airflow",
+            "create",
+            "--group-by",
+            "namespace",
+            "--jinja-file",
+            str(PROJECT_ROOT / "deploy/airflow/dag_template.j2"),
+            "--target-dir",
+            str(target),
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=KEDRO_ENV_VARS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_run_version_is_kedros_version_string_of_the_time():
     when = datetime(2026, 11, 25, 4, 10, 7, 123456, tzinfo=UTC)
     assert run_version(when) == "2026-11-25T04.10.07.123Z"
@@ -122,25 +145,7 @@ def test_the_shipped_dag_is_what_make_airflow_dag_generates(tmp_path):
     makefile = (PROJECT_ROOT / "Makefile").read_text()
     command = next(line for line in makefile.splitlines() if "kedro airflow create" in line)
     assert "--group-by namespace" in command and "deploy/airflow/dag_template.j2" in command
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "kedro"),
-            "airflow",
-            "create",
-            "--group-by",
-            "namespace",
-            "--jinja-file",
-            str(PROJECT_ROOT / "deploy/airflow/dag_template.j2"),
-            "--target-dir",
-            str(tmp_path),
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        env=KEDRO_ENV_VARS,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    make_airflow_dag(PROJECT_ROOT, tmp_path)
     generated = (tmp_path / SHIPPED_DAG.name).read_text()
     assert generated == SHIPPED_DAG.read_text(), "run `make airflow-dag` and commit the DAG"
     # One task per pipeline, each in the order of the data.
@@ -169,25 +174,7 @@ def test_gpu_tasks_go_to_the_configured_queue_and_pool(tmp_path):
     settings = yaml.safe_load((PROJECT_ROOT / "conf/base/airflow.yml").read_text())
     settings["default"] |= {"gpu_queue": "gpu", "gpu_pool": "gpu_slots"}
     (project / "conf/local/airflow.yml").write_text(yaml.safe_dump(settings))
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "kedro"),
-            "airflow",
-            "create",
-            "--group-by",
-            "namespace",
-            "--jinja-file",
-            str(PROJECT_ROOT / "deploy/airflow/dag_template.j2"),
-            "--target-dir",
-            str(tmp_path / "dags"),
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=KEDRO_ENV_VARS,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    make_airflow_dag(project, tmp_path / "dags")
     dag = (tmp_path / "dags" / SHIPPED_DAG.name).read_text()
     blocks = dag.split("@task(")[1:]
     queued = {b.split('"')[1] for b in blocks if 'queue="gpu"' in b and 'pool="gpu_slots"' in b}
