@@ -217,6 +217,36 @@ class ResumeParams(Block):
     every: int = Field(1, ge=1)
 
 
+class DistributedParams(Block):
+    """``training.distributed``: data-parallel training on several processes (PyTorch DDP),
+    launched by torch's elastic launcher from inside the training node."""
+
+    nproc_per_node: int = Field(1, ge=1)
+    nnodes: int = Field(1, ge=1)
+    rdzv_endpoint: str = "127.0.0.1:0"
+    rdzv_id: str = "efm-seg"
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    sync_batchnorm: bool = False
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> DistributedParams:
+        host, _, port = self.rdzv_endpoint.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(
+                f"rdzv_endpoint: {self.rdzv_endpoint!r} is not host:port (e.g. 10.0.0.1:29500)"
+            )
+        if self.nnodes > 1 and int(port) == 0:
+            raise ValueError(
+                f"rdzv_endpoint: {self.rdzv_endpoint!r}: several nodes must meet at a fixed "
+                "port that every node can reach (e.g. <first node's address>:29500)"
+            )
+        return self
+
+
 class TrainingParams(Block):
     """``training``: the recipe the three stages share (each merges its overrides in)."""
 
@@ -236,6 +266,8 @@ class TrainingParams(Block):
     snapshots: SnapshotParams = SnapshotParams()
     init_from: Literal["previous"] | None = None
     resume: ResumeParams = ResumeParams()
+    normalization: Literal["auto", "imagenet", "dataset"] = "auto"
+    distributed: DistributedParams = DistributedParams()
 
     @field_validator("scheduler", mode="before")
     @classmethod
@@ -253,6 +285,32 @@ class TrainingParams(Block):
             raise ValueError(
                 f"precision: fp16 needs a CUDA device, and this run trains on the CPU (device "
                 f"{self.device!r}); use bf16 or fp32, or auto"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _global_batch(self) -> TrainingParams:
+        world = self.distributed.world_size
+        if self.batch_size % world:
+            raise ValueError(
+                f"batch_size: {self.batch_size} is the global batch, shared by the "
+                f"{world} processes of distributed (nproc_per_node × nnodes); make it a "
+                "multiple of them"
+            )
+        if (
+            world > 1
+            and self.distributed.sync_batchnorm
+            and resolve_device(self.device).type != "cuda"
+        ):
+            raise ValueError(
+                "distributed.sync_batchnorm: torch's SyncBatchNorm works on CUDA only, and this "
+                f"run trains on the CPU (device {self.device!r}); set it to false"
+            )
+        if world > 1 and self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(
+                f"device: {self.device!r} names one device, but distributed training runs "
+                f"{self.distributed.nproc_per_node} processes per node, each on cuda:<local "
+                "rank>; use auto, cuda or cpu"
             )
         return self
 

@@ -1,8 +1,11 @@
 """Kedro datasets: the raw folder is read-only, the sample store is replaced atomically."""
 
+import json
+
 import numpy as np
 import pytest
 from kedro.io import DatasetError
+from PIL import Image
 
 from efm_seg.data.samples import EncodedSample, StoreChangedError, open_store, write_store
 from efm_seg.datasets import ImageFolderDataset, SampleStoreDataset, SyntheticSceneFolderDataset
@@ -51,7 +54,9 @@ def test_a_failed_save_leaves_the_previous_store_untouched(tmp_path):
 
 def test_encoded_samples_validate_their_arrays():
     with pytest.raises(ValueError, match="image must be"):
-        EncodedSample.from_arrays(np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4), np.uint8))
+        EncodedSample.from_arrays(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="image must be"):
+        EncodedSample.from_arrays(np.zeros((4, 4, 4), np.float32), np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="labels must be"):
         EncodedSample.from_arrays(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5), np.uint8))
 
@@ -113,3 +118,49 @@ def test_synthetic_folder_is_generated_once_and_deterministically(tmp_path):
     stamp = (first.root / files[0]).stat().st_mtime_ns
     SyntheticSceneFolderDataset(path=str(tmp_path / "a"), **args).load()
     assert (first.root / files[0]).stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 6])
+def test_samples_of_any_channel_count_round_trip_through_the_store(tmp_path, channels):
+    rng = np.random.default_rng(channels)
+    images = {f"s{i}": rng.integers(0, 256, (5, 7, channels), dtype=np.uint8) for i in range(3)}
+    labels = {k: rng.integers(0, 4, (5, 7), dtype=np.uint8) for k in images}
+    samples = {k: EncodedSample.from_arrays(images[k], labels[k]) for k in images}
+    assert samples["s0"].channels == channels
+    np.testing.assert_array_equal(samples["s0"].image, images["s0"])
+    bands = tuple(range(channels, 0, -1))
+    written = write_store(tmp_path / "store", samples, bands=bands)
+    store = open_store(tmp_path / "store")
+    assert (store.channels, store.bands) == (written.channels, written.bands) == (channels, bands)
+    for key, expected in images.items():
+        image, mask = store.read(key)
+        np.testing.assert_array_equal(image, expected)
+        np.testing.assert_array_equal(mask, labels[key])
+    # Three channels stay a plain RGB picture; other counts a grey stack of the bands.
+    with Image.open(store.image_path("s0")) as picture:
+        assert (picture.mode, picture.size) == (
+            ("RGB", (7, 5)) if channels == 3 else ("L", (7, 5 * channels))
+        )
+
+
+def test_a_store_refuses_samples_with_different_channel_counts(tmp_path):
+    labels = np.zeros((4, 4), np.uint8)
+    samples = {
+        "a": EncodedSample.from_arrays(np.zeros((4, 4, 3), np.uint8), labels),
+        "b": EncodedSample.from_arrays(np.zeros((4, 4, 4), np.uint8), labels),
+    }
+    with pytest.raises(ValueError, match=r"differ in channel count \(\[3, 4\], at 'b'\)"):
+        write_store(tmp_path / "store", samples)
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_store_from_before_multi_band_reads_as_rgb(tmp_path):
+    labels = np.zeros((4, 4), np.uint8)
+    write_store(
+        tmp_path / "store", {"a": EncodedSample.from_arrays(np.zeros((4, 4, 3), np.uint8), labels)}
+    )
+    index = tmp_path / "store" / "samples.json"
+    content = json.loads(index.read_text())
+    index.write_text(json.dumps({"ids": content["ids"], "fingerprint": content["fingerprint"]}))
+    store = open_store(tmp_path / "store")
+    assert (store.channels, store.bands) == (3, None)

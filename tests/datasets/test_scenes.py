@@ -63,5 +63,5 @@ def test_scene_folder_is_lazy_and_names_problems(tmp_path):
     assert scenes["palette"].probe() == (9, 7, 3)
     assert scenes["palette"].load().image[0, 0].tolist() == [10, 20, 30]
     for read in (scenes["deep"].probe, scenes["deep"].load):
-        with pytest.raises(ValueError, match=r"deep.png: not 8 bits per band"):
+        with pytest.raises(ValueError, match=r"deep.png: is not 8 bits per band \(mode I;16\)"):
             read()

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from efm_seg.data.imagery import parse_bands
+
 Colour = tuple[int, int, int]
 
 
@@ -110,13 +112,19 @@ class LabelScheme:
         where = "dataset"
         known = {
             "name", "mode", "classes", "ignore_colours", "ignore_ids", "ignore_index",
-            "num_classes", "display_colours",
+            "num_classes", "display_colours", "bands",
         }  # fmt: skip
         unknown = sorted(set(params) - known)
         if unknown:
             raise LabelConfigError(
                 f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}"
             )
+        # Not part of the labels, but of the same block: checked here so that every pipeline
+        # refuses bad bands at session start (efm_seg.data.imagery reads them).
+        try:
+            parse_bands(params.get("bands"))
+        except ValueError as exc:
+            raise LabelConfigError(str(exc)) from None
         mode = params.get("mode")
         if mode not in ("palette", "ids"):
             raise LabelConfigError(

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from efm_seg.data.imagery import Bands, open_pillow, read_bands
 from efm_seg.data.labels import LabelScheme
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -255,30 +256,12 @@ class RawFolder:
 
     def open(self, relpath: str) -> Image.Image:
         """Open and fully decode an image, so truncated files fail here and not later."""
-        path = self.path(relpath)
-        # Pillow reads its guard from a module global: set this folder's for the one call, so
-        # that no other folder (or test) in the process inherits it.
-        previous = Image.MAX_IMAGE_PIXELS
-        if self.max_image_pixels is not None:
-            Image.MAX_IMAGE_PIXELS = self.max_image_pixels
-        try:
-            image = Image.open(path)
-            image.load()
-        except Image.DecompressionBombError as exc:
-            raise ValueError(
-                f"is larger than Pillow's decompression-bomb guard allows ({exc}). If the file "
-                "is genuine, raise max_image_pixels of the raw_dataset entry in catalog.yml "
-                "(e.g. max_image_pixels: 400000000)"
-            ) from None
-        except UnidentifiedImageError:
-            raise ValueError("is not an image file PIL can read") from None
-        except (OSError, SyntaxError) as exc:
-            raise ValueError(
-                f"cannot be decoded ({exc}); the file is truncated or corrupt"
-            ) from None
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
-        return image
+        return open_pillow(self.path(relpath), self.max_image_pixels)
+
+    def read_image(self, relpath: str, bands: Bands = None) -> np.ndarray:
+        """The model's ``(H, W, channels)`` uint8 channels of an image (``dataset.bands``):
+        PNG/JPEG through Pillow, GeoTIFF through rasterio."""
+        return read_bands(self.path(relpath), bands, self.max_image_pixels)[0]
 
 
 @dataclass
@@ -293,11 +276,14 @@ class PairInspection:
     errors: list[str] = field(default_factory=list)
 
 
-def inspect_pair(raw: RawFolder, pair: SamplePair, scheme: LabelScheme) -> PairInspection:
-    """Decode one pair fully; check sizes and that every mask value is in the label table."""
+def inspect_pair(
+    raw: RawFolder, pair: SamplePair, scheme: LabelScheme, bands: Bands = None
+) -> PairInspection:
+    """Decode one pair fully; check sizes, that the image has the bands ``dataset.bands``
+    names, and that every mask value is in the label table."""
     report = PairInspection(sample_id=pair.sample_id)
     try:
-        image = raw.open(pair.image)
+        image = raw.read_image(pair.image, bands)
     except ValueError as exc:
         report.errors.append(f"image {pair.image!r} {exc}")
         image = None
@@ -308,11 +294,11 @@ def inspect_pair(raw: RawFolder, pair: SamplePair, scheme: LabelScheme) -> PairI
         return report
     if image is None:
         return report
-    report.width, report.height = image.size
-    if mask.size != image.size:
+    report.height, report.width = image.shape[:2]
+    if mask.size != (report.width, report.height):
         report.errors.append(
             f"mask {pair.mask!r} is {mask.size[0]}×{mask.size[1]} but its image {pair.image!r} "
-            f"is {image.size[0]}×{image.size[1]}"
+            f"is {report.width}×{report.height}"
         )
         return report
     try:

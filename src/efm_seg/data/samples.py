@@ -2,9 +2,11 @@
 
 On disk a store is a folder::
 
-    images/<sample_id>.png   RGB, lossless
+    images/<sample_id>.png   lossless: RGB for three channels; otherwise grey with the N
+                             channels stacked top to bottom (an (N·H, W) picture)
     masks/<sample_id>.png    single channel, training labels (ignore pixels = ignore_index)
-    samples.json             the ids, in order, and the store's content fingerprint: the store
+    samples.json             the ids, in order, the store's content fingerprint, the channel
+                             count and the bands they were read as (dataset.bands): the store
                              is complete only if this exists
     index.csv                (from preprocessing) each sample's source, group and class counts
 
@@ -50,9 +52,29 @@ def _png(array: np.ndarray, mode: str, compress_level: int) -> bytes:
     return buffer.getvalue()
 
 
+def _image_png(image: np.ndarray, compress_level: int) -> bytes:
+    """Three channels as an RGB PNG (any viewer shows it); any other count as a grey PNG of the
+    channels stacked top to bottom, still lossless and viewable band by band."""
+    if image.shape[2] == 3:
+        return _png(np.ascontiguousarray(image), "RGB", compress_level)
+    stacked = np.ascontiguousarray(np.moveaxis(image, -1, 0)).reshape(-1, image.shape[1])
+    return _png(stacked, "L", compress_level)
+
+
+def _decode_image(image: Image.Image, height: int) -> np.ndarray:
+    """``(H, W, channels)`` from what :func:`_image_png` wrote, given the sample's height."""
+    if image.mode != "L":
+        return np.asarray(image.convert("RGB"))
+    stacked = np.asarray(image)
+    if stacked.shape[0] % height:
+        raise ValueError(f"a stacked image of {stacked.shape[0]} rows is not N × {height} rows")
+    return np.moveaxis(stacked.reshape(-1, height, stacked.shape[1]), 0, -1)
+
+
 @dataclass(frozen=True)
 class EncodedSample:
-    """One training sample, held PNG-compressed: an RGB image and its uint8 label map.
+    """One training sample, held PNG-compressed: an image of any channel count (RGB for three)
+    and its uint8 label map.
 
     Compression happens where the sample is made (in the preprocessing worker processes), so
     it runs in parallel, a sample takes a fraction of its raw size in memory, and writing the
@@ -66,22 +88,31 @@ class EncodedSample:
     def from_arrays(
         cls, image: np.ndarray, labels: np.ndarray, compress_level: int = 1
     ) -> EncodedSample:
-        """Compress an (H, W, 3) uint8 image and an (H, W) uint8 label map."""
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+        """Compress an (H, W, channels) uint8 image and an (H, W) uint8 label map."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] < 1:
+            raise ValueError(f"image must be (H, W, C) uint8, got {image.shape} {image.dtype}")
         if labels.dtype != np.uint8 or labels.shape != image.shape[:2]:
             raise ValueError(
                 f"labels must be {image.shape[:2]} uint8, got {labels.shape} {labels.dtype}"
             )
         return cls(
-            _png(np.ascontiguousarray(image), "RGB", compress_level),
+            _image_png(image, compress_level),
             _png(np.ascontiguousarray(labels), "L", compress_level),
         )
 
     @property
     def image(self) -> np.ndarray:
         with Image.open(io.BytesIO(self.image_png)) as image:
-            return np.asarray(image.convert("RGB"))
+            return _decode_image(image, self.labels.shape[0])
+
+    @property
+    def channels(self) -> int:
+        """The image's channel count, from the PNG headers (no decoding)."""
+        with Image.open(io.BytesIO(self.image_png)) as image:
+            if image.mode != "L":
+                return 3
+            with Image.open(io.BytesIO(self.labels_png)) as labels:
+                return image.height // labels.height
 
     @property
     def labels(self) -> np.ndarray:
@@ -100,6 +131,8 @@ class SampleStore:
     root: Path
     ids: tuple[str, ...]
     fingerprint: str
+    channels: int = 3
+    bands: tuple[int, ...] | None = None  # dataset.bands when it was written (None: RGB)
 
     def image_path(self, sample_id: str) -> Path:
         return self.root / "images" / f"{sample_id}.png"
@@ -108,12 +141,12 @@ class SampleStore:
         return self.root / "masks" / f"{sample_id}.png"
 
     def read(self, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """The (H, W, 3) uint8 image and (H, W) uint8 labels of one sample."""
-        with Image.open(self.image_path(sample_id)) as image:
-            rgb = np.asarray(image.convert("RGB"))
+        """The (H, W, channels) uint8 image and (H, W) uint8 labels of one sample."""
         with Image.open(self.mask_path(sample_id)) as mask:
             labels = np.asarray(mask)
-        return rgb, labels
+        with Image.open(self.image_path(sample_id)) as image:
+            pixels = _decode_image(image, labels.shape[0])
+        return pixels, labels
 
     def check_unchanged(self, during: str) -> None:
         """Raise :class:`StoreChangedError` if the store at ``root`` is no longer this one.
@@ -166,7 +199,14 @@ def open_store(root: str | Path) -> SampleStore:
             "fingerprint, so what is trained on it cannot be traced; run the preprocessing "
             "pipeline again: kedro run --pipelines preprocessing"
         )
-    return SampleStore(root=root, ids=tuple(content["ids"]), fingerprint=content["fingerprint"])
+    bands = content.get("bands")
+    return SampleStore(
+        root=root,
+        ids=tuple(content["ids"]),
+        fingerprint=content["fingerprint"],
+        channels=int(content.get("channels", 3)),  # stores written before multi-band: RGB
+        bands=None if bands is None else tuple(bands),
+    )
 
 
 def _read_index(root: Path) -> dict:
@@ -176,13 +216,16 @@ def _read_index(root: Path) -> dict:
 def write_store(
     root: str | Path,
     samples: Mapping[str, EncodedSample] | Iterable[tuple[str, EncodedSample, dict[str, Any]]],
+    bands: tuple[int, ...] | None = None,
 ) -> SampleStore:
     """Write ``samples`` as a store at ``root``, replacing any previous store atomically.
 
     ``samples`` is a mapping of id to sample, or an iterable of ``(id, sample, index row)``
     consumed one sample at a time (preprocessing streams them: memory holds one at a time,
     whatever the dataset's size). Index rows are kept in the store's ``index.csv``
-    (:meth:`SampleStore.index_table`).
+    (:meth:`SampleStore.index_table`). ``bands`` is the ``dataset.bands`` the images were read
+    with (recorded, so training and predict use the same); every sample must have as many
+    channels as the first.
 
     Everything is written into a hidden sibling folder that is renamed into place at the end,
     so an interrupted write never leaves a store that a later run would load.
@@ -199,6 +242,7 @@ def write_store(
     )
     ids: list[str] = []
     rows: list[dict[str, Any]] = []
+    channels: set[int] = set()
 
     def written() -> Iterator[bytes | str]:
         # Writes each sample as the fingerprint reads it: one pass, one sample in memory.
@@ -206,6 +250,12 @@ def write_store(
             (staging / "images" / f"{sample_id}.png").write_bytes(sample.image_png)
             (staging / "masks" / f"{sample_id}.png").write_bytes(sample.labels_png)
             ids.append(sample_id)
+            channels.add(sample.channels)
+            if len(channels) > 1:
+                raise ValueError(
+                    f"samples differ in channel count ({sorted(channels)}, at {sample_id!r}) in "
+                    f"the store written to {root}"
+                )
             if row is not None:
                 rows.append(row)
             yield sample_id
@@ -218,14 +268,24 @@ def write_store(
             raise ValueError(f"sample ids repeat in the store written to {root}")
         if rows:
             pd.DataFrame(rows).to_csv(staging / TABLE_FILE, index=False)
-        (staging / INDEX_FILE).write_text(
-            json.dumps({"ids": ids, "fingerprint": fingerprint}, indent=0)
-        )
+        content = {
+            "ids": ids,
+            "fingerprint": fingerprint,
+            "channels": next(iter(channels), 3),
+            "bands": None if bands is None else list(bands),
+        }
+        (staging / INDEX_FILE).write_text(json.dumps(content, indent=0))
         _swap_into_place(staging, root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return SampleStore(root=root, ids=tuple(ids), fingerprint=fingerprint)
+    return SampleStore(
+        root=root,
+        ids=tuple(ids),
+        fingerprint=fingerprint,
+        channels=next(iter(channels), 3),
+        bands=None if bands is None else tuple(bands),
+    )
 
 
 def _swap_into_place(staging: Path, root: Path) -> None:

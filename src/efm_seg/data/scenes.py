@@ -15,8 +15,6 @@ GeoTIFF, its area in the CRS's units squared.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +22,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from efm_seg.data.imagery import (
+    EIGHT_BIT_MODES,
+    GEOTIFF_SUFFIXES,
+    is_geotiff,
+    not_eight_bit,
+    open_raster,
+    pixel_limit,
+    rasterio_module,
+    read_array,
+)
+
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
-GEOTIFF_SUFFIXES = (".tif", ".tiff")
 SCENE_SUFFIXES = PLAIN_SUFFIXES + GEOTIFF_SUFFIXES
-# Pillow modes of 8 bits per band ("P": a palette image, read as its RGB colours).
-EIGHT_BIT_MODES = ("L", "LA", "RGB", "RGBA", "CMYK", "P")
 
 
 @dataclass(frozen=True)
@@ -59,23 +65,25 @@ class SceneFile:
     def probe(self) -> tuple[int, int, int]:
         """``(height, width, bands)``; a ``ValueError`` naming the file when unreadable."""
         try:
-            if self.path.suffix.lower() in GEOTIFF_SUFFIXES:
-                with _rasterio().open(self.path) as source:
+            if is_geotiff(self.path):
+                with open_raster(self.path) as source:
                     shape, eight_bit = (
                         (source.height, source.width, source.count),
                         all(dtype == "uint8" for dtype in source.dtypes),
                     )
+                    found = ", ".join(sorted(set(source.dtypes)))
             else:
-                with _any_size(), Image.open(self.path) as opened:
+                with pixel_limit(0), Image.open(self.path) as opened:
                     bands = 3 if opened.mode == "P" else len(opened.getbands())
                     shape = (opened.height, opened.width, bands)
                     eight_bit = opened.mode in EIGHT_BIT_MODES
+                    found = f"mode {opened.mode}"
         except ImportError:
             raise
         except Exception as exc:
             raise ValueError(f"{self.path}: cannot be read as an image ({exc})") from None
         if not eight_bit:
-            raise ValueError(_not_eight_bit(self.path))
+            raise ValueError(f"{self.path}: {not_eight_bit(found)}")
         return shape
 
     def load(self) -> Scene:
@@ -115,23 +123,16 @@ def scene_files(folder: Path) -> list[Path]:
 
 
 def read_scene(path: Path) -> Scene:
-    """The scene at ``path``; a ``ValueError`` naming the file when it cannot be read."""
+    """The scene at ``path`` with all its bands; a ``ValueError`` naming the file when it cannot
+    be read or is not 8 bits per band. No decompression-bomb limit: scenes are large on purpose."""
     try:
-        if path.suffix.lower() in GEOTIFF_SUFFIXES:
-            image, geo = _read_geotiff(path)
-        else:
-            with _any_size(), Image.open(path) as opened:
-                opened.load()
-                image = np.asarray(opened.convert("RGB") if opened.mode == "P" else opened)
-                geo = None
+        image, geo = read_array(path, max_image_pixels=0)
     except ImportError:
         raise
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     except Exception as exc:
         raise ValueError(f"{path}: cannot be read as an image ({exc})") from None
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.dtype != np.uint8:
-        raise ValueError(_not_eight_bit(path))
     return Scene(name=path.stem, path=path, image=image, geo=geo)
 
 
@@ -182,44 +183,8 @@ def class_areas(prediction: Prediction) -> dict[str, Any]:
     return row
 
 
-def _not_eight_bit(path: Path) -> str:
-    return (
-        f"{path}: not 8 bits per band; the models are trained on 8-bit images (0-255), so "
-        "convert it first (e.g. gdal_translate -ot Byte -scale)"
-    )
-
-
-@contextlib.contextmanager
-def _any_size() -> Iterator[None]:
-    # Scenes are large on purpose: no decompression-bomb limit for files the user points at.
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-
-
-def _rasterio():
-    try:
-        import rasterio
-    except ImportError:
-        raise ImportError("GeoTIFF scenes need rasterio: pip install 'efm-seg[geo]'") from None
-    return rasterio
-
-
-def _read_geotiff(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    rasterio = _rasterio()
-    with rasterio.open(path) as source:
-        image = source.read()  # (bands, H, W)
-        geo = {
-            "crs": source.crs.to_wkt() if source.crs else None,
-            "transform": tuple(source.transform)[:6],
-        }
-    return np.moveaxis(image, 0, -1), geo
-
-
 def _write_geotiff(path: Path, labels: np.ndarray, geo: dict[str, Any], colours: np.ndarray):
-    rasterio = _rasterio()
+    rasterio = rasterio_module()
     from rasterio.transform import Affine
 
     profile = {

@@ -29,7 +29,8 @@ class SampleStoreDataset(AbstractDataset[Mapping[str, EncodedSample], SampleStor
         return open_store(self._path)
 
     def save(self, data: Mapping[str, EncodedSample] | Iterable[tuple]) -> None:
-        write_store(self._path, data)
+        # Preprocessing's stream says which dataset.bands its images were read as.
+        write_store(self._path, data, bands=getattr(data, "bands", None))
 
     def _exists(self) -> bool:
         return (self._path / "samples.json").is_file()

@@ -114,6 +114,8 @@ class TrainConfig:
     efm_map: dict[str, Any] = field(default_factory=dict)
     resume: bool = True
     resume_every: int = 1
+    normalization: Literal["auto", "imagenet", "dataset"] = "auto"
+    distributed: dict[str, Any] = field(default_factory=dict)  # training.distributed
 
     @classmethod
     def from_params(
@@ -168,6 +170,8 @@ class TrainConfig:
             efm_map=method.map.model_dump(),
             resume=recipe.resume.enabled,
             resume_every=recipe.resume.every,
+            normalization=recipe.normalization,
+            distributed=recipe.distributed.model_dump(),
         )
 
     def resolve_device(self) -> torch.device:

@@ -25,6 +25,7 @@ Randomness and determinism of the augmentations:
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,8 @@ from torch.utils.data import Dataset, get_worker_info
 
 from efm_seg.data.samples import SampleStore
 
+logger = logging.getLogger(__name__)
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 """Per-channel mean of ImageNet RGB in [0, 1]: the statistics the pretrained encoders expect."""
 
@@ -50,11 +53,16 @@ AUGMENT_KEYS: tuple[str, ...] = (
     "vflip",
     "rotate90",
     "brightness_contrast",
+    "hue_saturation",
     "gauss_noise",
 )
 """The keys :func:`build_transforms` understands in its ``augment`` mapping."""
 
+RGB_ONLY_AUGMENTS: tuple[str, ...] = ("hue_saturation",)
+"""Augmentations defined on RGB colours (hue, saturation): skipped for other bands."""
+
 _BRIGHTNESS_CONTRAST_KEYS = ("limit", "brightness_limit", "contrast_limit", "p")
+_HUE_SATURATION_KEYS = ("hue_shift_limit", "sat_shift_limit", "val_shift_limit", "p")
 _GAUSS_NOISE_KEYS = ("std_range", "p")
 _MEAN_MAP_CHUNK = 64
 """Samples summed at a time by :meth:`EFMStore.mean_map`: bounds its temporary memory."""
@@ -299,8 +307,8 @@ def _sub_params(name: str, value: object, valid: Sequence[str]) -> dict[str, Any
     return dict(value)
 
 
-def _limit(name: str, value: object) -> tuple[float, float]:
-    """A brightness / contrast limit: ``x`` (meaning ``[-x, x]``) or ``[low, high]`` in [-1, 1]."""
+def _limit(name: str, value: object, bound: float | None = 1.0) -> tuple[float, float]:
+    """A shift limit: ``x`` (meaning ``[-x, x]``) or ``[low, high]``, within ``±bound``."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = -float(value), float(value)
     elif (
@@ -312,8 +320,10 @@ def _limit(name: str, value: object) -> tuple[float, float]:
         low, high = float(value[0]), float(value[1])
     else:
         raise ValueError(f"{name} must be a number or a [low, high] pair, got {value!r}")
-    if not (math.isfinite(low) and math.isfinite(high) and -1.0 <= low <= high <= 1.0):
-        raise ValueError(f"{name} must lie in [-1, 1] with low <= high, got {value!r}")
+    limit = math.inf if bound is None else bound
+    if not (math.isfinite(low) and math.isfinite(high) and -limit <= low <= high <= limit):
+        within = "be finite" if bound is None else f"lie in [-{bound:g}, {bound:g}]"
+        raise ValueError(f"{name} must {within} with low <= high, got {value!r}")
     return low, high
 
 
@@ -348,7 +358,7 @@ def reseed_transform(transform: A.BaseCompose, seed: int) -> None:
 
 
 def build_transforms(
-    augment: Mapping[str, Any] | None, seed: int | None = None
+    augment: Mapping[str, Any] | None, seed: int | None = None, rgb: bool = True
 ) -> A.Compose | None:
     """The training augmentations of the paper's §3.1 from the ``augment`` parameters.
 
@@ -363,8 +373,14 @@ def build_transforms(
       and W, so batches would not stack: use it with square samples or tiles);
     * ``brightness_contrast``: ``limit`` (a number ``x`` for ``[-x, x]`` or a ``[low, high]``
       pair; ``brightness_limit`` / ``contrast_limit`` set one of them) and ``p``;
+    * ``hue_saturation``: ``hue_shift_limit``, ``sat_shift_limit``, ``val_shift_limit``
+      (albumentations' ``HueSaturationValue``; each a number or a pair) and ``p``. Colours
+      only exist in RGB: with other bands (``rgb=False``) it is skipped with a warning;
     * ``gauss_noise``: ``std_range`` (``[low, high]``, fractions of 255 in albumentations 2)
       and ``p``.
+
+    Flips, rotations, brightness/contrast and noise work on any number of bands; brightness and
+    contrast change every band alike (one illumination change per sample).
 
     A missing key, ``0`` or ``null`` disables that transform. Geometric transforms come first,
     then brightness/contrast, then noise (so the noise level is not rescaled by the contrast).
@@ -377,6 +393,7 @@ def build_transforms(
         seed: Fixes the pipeline's random draws (see :func:`reseed_transform`); ``None`` draws
             fresh entropy. Global seeds are never touched. In DataLoader workers
             :class:`SegmentationSamples` reseeds from the worker's torch seed combined with it.
+        rgb: Whether the samples are RGB; ``False`` skips :data:`RGB_ONLY_AUGMENTS`.
 
     Returns:
         An ``A.Compose`` called as ``transform(image=..., mask=..., efm=...)`` (``efm``
@@ -431,6 +448,25 @@ def build_transforms(
                     p=p,
                 )
             )
+
+    params = _sub_params(
+        "augment.hue_saturation", augment.get("hue_saturation"), _HUE_SATURATION_KEYS
+    )
+    if params is not None:
+        name = "augment.hue_saturation"
+        p = _probability(f"{name}.p", params["p"])
+        limits = {
+            key: _limit(f"{name}.{key}", params.get(key, 0), bound=None)
+            for key in _HUE_SATURATION_KEYS[:-1]
+        }
+        if p > 0 and not rgb:
+            logger.warning(
+                "%s is skipped: hue and saturation are defined on RGB colours, and these samples "
+                "are other bands (dataset.bands)",
+                name,
+            )
+        elif p > 0:
+            transforms.append(A.HueSaturationValue(**limits, p=p))
 
     params = _sub_params("augment.gauss_noise", augment.get("gauss_noise"), _GAUSS_NOISE_KEYS)
     if params is not None:
@@ -490,9 +526,9 @@ def dihedral_key(coords: np.ndarray) -> int:
 def sample_shape(store: SampleStore, ids: Sequence[str]) -> tuple[int, int]:
     """The common ``(H, W)`` of the samples ``ids`` of ``store``.
 
-    Only the first, middle and last sample are looked at (their PNG headers, not their pixels),
-    so the call is instant for any split; the preprocessing pipeline writes one size per store,
-    and this catches a mixed store or an id list from elsewhere in the common case.
+    Only the first, middle and last sample are looked at (their label PNG headers, not their
+    pixels), so the call is instant for any split; the preprocessing pipeline writes one size
+    per store, and this catches a mixed store or an id list from elsewhere in the common case.
 
     Raises:
         ValueError: if ``ids`` is empty or the sampled shapes differ.
@@ -503,8 +539,8 @@ def sample_shape(store: SampleStore, ids: Sequence[str]) -> tuple[int, int]:
     shapes: dict[str, tuple[int, int]] = {}
     for position in positions:
         sample_id = ids[position]
-        with Image.open(store.image_path(sample_id)) as image:
-            width, height = image.size
+        with Image.open(store.mask_path(sample_id)) as mask:
+            width, height = mask.size
         shapes[sample_id] = (height, width)
     first_id = ids[0]
     for sample_id, shape in shapes.items():
@@ -517,10 +553,48 @@ def sample_shape(store: SampleStore, ids: Sequence[str]) -> tuple[int, int]:
     return shapes[first_id]
 
 
-def _channel_stats(name: str, values: Sequence[float]) -> np.ndarray:
+def band_statistics(store: SampleStore, ids: Sequence[str]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of the samples ``ids``, in [0, 1] units.
+
+    What non-RGB bands are normalised with (ImageNet's statistics describe RGB photographs,
+    not near-infrared or elevation): computed on the training split, one pass, one sample in
+    memory at a time, summed in float64. A constant band gets a standard deviation of 1, so it
+    normalises to zero instead of dividing by zero.
+    """
+    if len(ids) == 0:
+        raise ValueError("no sample ids given: cannot compute band statistics")
+    total = squares = None
+    pixels = 0
+    for sample_id in ids:
+        image, _ = store.read(sample_id)
+        values = image.reshape(-1, image.shape[2]).astype(np.float64) / 255.0
+        total = values.sum(axis=0) if total is None else total + values.sum(axis=0)
+        squared = np.square(values).sum(axis=0)
+        squares = squared if squares is None else squares + squared
+        pixels += values.shape[0]
+    mean = total / pixels
+    std = np.sqrt(np.maximum(squares / pixels - np.square(mean), 0.0))
+    std = np.where(std < 1e-6, 1.0, std)
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def checkpoint_normalization(checkpoint: Mapping[str, Any]) -> dict[str, list[float]]:
+    """The per-channel ``mean`` and ``std`` a checkpoint's model was trained with (ImageNet's
+    for a checkpoint from before they were recorded, which were all RGB)."""
+    normalization = checkpoint.get("normalization") or {}
+    return {
+        key: [float(v) for v in normalization.get(key, default)]
+        for key, default in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD))
+    }
+
+
+def _channel_stats(name: str, values: Sequence[float], channels: int) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64).reshape(-1)
-    if array.shape != (3,) or not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} must be 3 finite numbers (R, G, B), got {values!r}")
+    if array.shape != (channels,) or not np.all(np.isfinite(array)):
+        raise ValueError(
+            f"{name} must be {channels} finite numbers (one per channel of the samples), "
+            f"got {values!r}"
+        )
     return array
 
 
@@ -529,7 +603,7 @@ class SegmentationSamples(Dataset):
 
     Item ``i`` is a dict:
 
-    * ``"image"``: ``float32`` ``(3, H, W)``, ``(x / 255 − mean) / std`` per channel;
+    * ``"image"``: ``float32`` ``(C, H, W)``, ``(x / 255 − mean) / std`` per channel;
     * ``"mask"``: ``int64`` ``(H, W)`` labels ``0..C-1`` and the ignore index, unchanged;
     * ``"index"``: ``i`` (the trainer maps it to the EFM row via :attr:`efm_indices`);
     * ``"efm"`` (only with an ``efm_store``): ``float32`` ``(H, W)`` in [0, 1], zeros until the
@@ -569,13 +643,14 @@ class SegmentationSamples(Dataset):
             transform: An albumentations pipeline (:func:`build_transforms`), or ``None``.
             efm_store: Per-sample EFMs; when given, items carry ``"efm"``.
             efm_indices: Row of ``efm_store`` for each id; default ``0..len(ids)-1``.
-            mean: Per-channel mean of RGB in [0, 1] (default ImageNet).
-            std: Per-channel standard deviation of RGB in [0, 1] (default ImageNet), ``> 0``.
+            mean: Per-channel mean in [0, 1] units, one per channel of the store (default
+                ImageNet's, for RGB; :func:`band_statistics` for other bands).
+            std: Per-channel standard deviation in [0, 1] units, ``> 0`` (default ImageNet).
             track_geometry: Add each item's ``"dihedral"`` key.
 
         Raises:
             ValueError: if ids are missing from the store, ``efm_indices`` does not fit, or
-                ``mean`` / ``std`` are not three valid numbers.
+                ``mean`` / ``std`` are not one valid number per channel of the store.
         """
         self.store = store
         self.ids: tuple[str, ...] = tuple(ids)
@@ -608,8 +683,8 @@ class SegmentationSamples(Dataset):
                 raise ValueError(
                     f"efm_indices out of range [0, {efm_store.num_samples}): {bad[:5]}"
                 )
-        mean_array = _channel_stats("mean", mean)
-        std_array = _channel_stats("std", std)
+        mean_array = _channel_stats("mean", mean, store.channels)
+        std_array = _channel_stats("std", std, store.channels)
         if np.any(std_array <= 0):
             raise ValueError(f"std must be positive, got {std!r}")
         # (x / 255 − mean) / std as one multiply-add per pixel.

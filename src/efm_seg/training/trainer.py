@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm.auto import tqdm
 
+from efm_seg.data.imagery import describe_bands
 from efm_seg.data.samples import SampleStore
 from efm_seg.efm import (
     DEFAULT_ALPHA_F,
@@ -36,11 +37,16 @@ from efm_seg.efm import (
     fingerprint_map,
 )
 from efm_seg.evaluation.metrics import scores_from_confusion
+from efm_seg.training import distributed
 from efm_seg.training.config import TrainConfig
 from efm_seg.training.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     EFMStore,
     SegmentationSamples,
+    band_statistics,
     build_transforms,
+    reseed_transform,
     sample_shape,
     undo_dihedral,
 )
@@ -117,6 +123,56 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@dataclass(frozen=True)
+class StageJob:
+    """Everything one stage's training needs (the :class:`Trainer`'s arguments), picklable, so
+    that :func:`fit_stage` runs it in this process or in each process of a DDP launch."""
+
+    config: TrainConfig
+    store: SampleStore
+    train_ids: Sequence[str]
+    val_ids: Sequence[str]
+    classes: Sequence[str]
+    ignore_index: int
+    init_checkpoint: Mapping[str, Any] | None = None
+    state_file: StateFile | None = None
+    resume_key: Mapping[str, Any] | None = None
+
+
+def fit_stage(job: StageJob) -> StageResult | None:
+    """Train ``job``'s stage; the result on rank 0 (``None`` on other ranks of a DDP run)."""
+    trainer = Trainer(
+        job.config, job.store, job.train_ids, job.val_ids, job.classes, job.ignore_index,
+        init_checkpoint=job.init_checkpoint, state_file=job.state_file,
+        resume_key=job.resume_key,
+    )  # fmt: skip
+    result = trainer.fit()
+    return result if trainer.rank == 0 else None
+
+
+def train(job: StageJob) -> StageResult:
+    """Train ``job``'s stage here, or with DDP on ``training.distributed``'s processes (launched
+    from this process by torch's elastic launcher); rank 0's result either way."""
+    settings = dict(job.config.distributed)
+    sync_batchnorm = settings.pop("sync_batchnorm", False)
+    launch = distributed.DistributedConfig(**settings) if settings else None
+    if launch is None or not launch.enabled:
+        return fit_stage(job)
+    logger.info(
+        "%s: training on %d processes (%d per node × %d node(s), %s%s)",
+        job.config.stage, launch.world_size, launch.nproc_per_node, launch.nnodes,
+        launch.resolve_backend(job.config.resolve_device()),
+        ", SyncBatchNorm" if sync_batchnorm else "",
+    )  # fmt: skip
+    result = distributed.launch(launch, fit_stage, job, device=job.config.resolve_device())
+    if result is None:
+        raise distributed.DistributedError(
+            f"{job.config.stage}: this node trained its share of a {launch.nnodes}-node run; "
+            "the node that ran rank 0 writes the stage's outputs, so this one stops here"
+        )
+    return result
+
+
 class Trainer:
     """Trains one stage.
 
@@ -157,11 +213,12 @@ class Trainer:
         self.state_file = state_file
         self._saved_epoch = 0  # the last epoch whose state is in state_file
         self._skipped_steps = 0  # this epoch's steps skipped by the fp16 gradient scaler
+        self._steps = 0  # this epoch's optimiser steps (the same on every rank)
         # A saved state resumes only the run it came from: same recipe (where the run happens
         # and the save interval aside), same samples, same data and starting point.
         recipe = {
             k: v for k, v in asdict(config).items()
-            if k not in ("device", "num_workers", "resume", "resume_every")
+            if k not in ("device", "num_workers", "resume", "resume_every", "distributed")
         }  # fmt: skip
         self.resume_key = {
             "recipe": recipe,
@@ -172,12 +229,21 @@ class Trainer:
         }
         self.classes = list(classes)
         self.ignore_index = ignore_index
+        # Data-parallel (training.distributed): this process is one of `world` ranks, each
+        # with batch_size / world samples per step; rank 0 alone writes.
+        self.rank, self.world = distributed.rank(), distributed.world_size()
         self.device = config.resolve_device()
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", distributed.local_rank())
+            torch.cuda.set_device(self.device)
         self.amp_dtype, use_scaler = config.resolve_precision(self.device)
         generator = seed_everything(config.seed)
 
         self.spec = ModelSpec(
-            arch=config.arch, encoder=config.encoder, num_classes=len(self.classes)
+            arch=config.arch,
+            encoder=config.encoder,
+            num_classes=len(self.classes),
+            in_channels=store.channels,
         )
         self.image_size = sample_shape(store, list(train_ids) + list(val_ids))
         check_input_size(self.spec, *self.image_size)
@@ -185,7 +251,11 @@ class Trainer:
         model = build_model(self.spec, config.encoder_weights)
         if init_checkpoint is not None:
             self._load_init(model, init_checkpoint)
+        if self.world > 1 and config.distributed.get("sync_batchnorm"):
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(self.device)
+        self.normalization = self._normalization(init_checkpoint, train_ids)
+        norm = {"mean": self.normalization["mean"], "std": self.normalization["std"]}
 
         loss = dict(config.loss)
         self.criterion = EFMLoss(len(self.classes), ignore_index=ignore_index, **loss)
@@ -228,9 +298,18 @@ class Trainer:
             ema=ema,
             efm_store=efm_store,
         )
+        # The training steps go through DDP (gradients averaged over the ranks); every other
+        # forward (validation, EFM refresh, snapshots) uses the plain model, so no rank waits
+        # for another there. The state keeps the plain model: checkpoints and resume need it.
+        self.train_model: nn.Module = model
+        if self.world > 1:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
 
+        self.batch_size = config.batch_size // self.world  # per rank; the global batch is
         loader_args = {
-            "batch_size": config.batch_size,
+            "batch_size": self.batch_size,
             "num_workers": config.num_workers,
             "pin_memory": self.device.type == "cuda",
             "persistent_workers": config.num_workers > 0,
@@ -238,28 +317,94 @@ class Trainer:
         train_set = SegmentationSamples(
             store,
             train_ids,
-            build_transforms(config.augment, seed=config.seed),
+            build_transforms(config.augment, seed=self._augment_seed(), rgb=self.rgb),
             efm_store,
             track_geometry=config.efm.collects_from_steps(config.epochs),
+            **norm,
         )
-        self.train_loader = DataLoader(
-            train_set,
-            shuffle=True,
-            generator=generator,
-            # A last batch of one sample would break batch norm; drop it when there are more.
-            drop_last=len(train_set) > config.batch_size,
-            **loader_args,
+        # A last batch of one sample would break batch norm; drop it when there are more.
+        drop_last = len(train_set) > config.batch_size
+        if self.world > 1:
+            # Each rank a disjoint share of a new permutation every epoch (set_epoch). Dropping
+            # the tail keeps the steps per epoch those of one process with the global batch:
+            # floor(floor(N / world) / (batch / world)) == floor(N / batch).
+            self.sampler: DistributedSampler | None = DistributedSampler(
+                train_set, self.world, self.rank, shuffle=True, seed=config.seed, drop_last=True
+            )
+            self.train_loader = DataLoader(
+                train_set, sampler=self.sampler, drop_last=drop_last, **loader_args
+            )
+        else:
+            self.sampler = None
+            self.train_loader = DataLoader(
+                train_set, shuffle=True, generator=generator, drop_last=drop_last, **loader_args
+            )
+        # Passes without gradients: each rank takes every world-th sample (items keep their
+        # index in the whole split, which the EFM store is addressed by); results are summed or
+        # gathered over the ranks.
+        self.train_eval_loader = DataLoader(
+            self._shard(SegmentationSamples(store, train_ids, **norm)), **loader_args
         )
-        self.train_eval_loader = DataLoader(SegmentationSamples(store, train_ids), **loader_args)
-        self.val_loader = DataLoader(SegmentationSamples(store, val_ids), **loader_args)
+        self.val_loader = DataLoader(
+            self._shard(SegmentationSamples(store, val_ids, **norm)), **loader_args
+        )
+        self.val_count = len(val_ids)
         self.snapshot_ids = sorted(val_ids)[: config.snapshot_count]
         self.snapshot_loader = (
-            DataLoader(SegmentationSamples(store, self.snapshot_ids), batch_size=config.batch_size)
+            DataLoader(
+                SegmentationSamples(store, self.snapshot_ids, **norm),
+                batch_size=config.batch_size,
+            )
             if self.snapshot_ids
             else None
         )
 
     # -- set-up helpers ----------------------------------------------------------------------
+    def _shard(self, dataset: SegmentationSamples) -> Dataset:
+        """This rank's share of a dataset for a pass without gradients (all of it on one)."""
+        if self.world == 1:
+            return dataset
+        return Subset(dataset, range(self.rank, len(dataset), self.world))
+
+    def _augment_seed(self) -> int:
+        """Rank 0 draws the augmentations a single process would; other ranks their own."""
+        if self.rank == 0:
+            return self.config.seed
+        return int(np.random.SeedSequence([self.config.seed, self.rank]).generate_state(1)[0])
+
+    @property
+    def rgb(self) -> bool:
+        """Whether the samples are RGB (``dataset.bands`` unset), as ImageNet encoders expect."""
+        return self.store.bands is None and self.store.channels == 3
+
+    def _normalization(
+        self, init_checkpoint: Mapping[str, Any] | None, train_ids: Sequence[str]
+    ) -> dict[str, Any]:
+        """Per-channel ``mean`` / ``std`` (in [0, 1] units) and where they come from: the
+        checkpoint started from (its weights were trained on them), ImageNet's (RGB), or the
+        training split's own (other bands; ``training.normalization``)."""
+        if init_checkpoint is not None and "normalization" in init_checkpoint:
+            return dict(init_checkpoint["normalization"])
+        choice = self.config.normalization
+        if choice == "auto":
+            choice = "imagenet" if self.rgb else "dataset"
+        if choice == "imagenet":
+            if not self.rgb:
+                raise ValueError(
+                    f"{self.config.stage}: training.normalization is imagenet, but the samples "
+                    f"are {describe_bands(self.store.bands)} ({self.store.channels} channels), "
+                    "not RGB; use normalization: dataset (or auto)"
+                )
+            return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "source": "imagenet"}
+        started = time.perf_counter()
+        mean, std = band_statistics(self.store, train_ids)
+        logger.info(
+            "%s: per-band statistics of %d training samples (%.1fs): mean %s, std %s",
+            self.config.stage, len(train_ids), time.perf_counter() - started,
+            [round(v, 4) for v in mean], [round(v, 4) for v in std],
+        )  # fmt: skip
+        return {"mean": mean, "std": std, "source": "dataset"}
+
     def _load_init(self, model: nn.Module, checkpoint: Mapping[str, Any]) -> None:
         previous = model_from_checkpoint(checkpoint)
         got = ModelSpec.from_dict(checkpoint["model_spec"])
@@ -267,6 +412,13 @@ class Trainer:
             raise ValueError(
                 f"{self.config.stage}: the checkpoint to start from is {got} but this stage "
                 f"builds {self.spec}; use the same model parameters in both stages"
+            )
+        started_bands = checkpoint.get("bands")
+        if (None if started_bands is None else tuple(started_bands)) != self.store.bands:
+            raise ValueError(
+                f"{self.config.stage}: the checkpoint to start from was trained on "
+                f"{describe_bands(started_bands)}, these samples are "
+                f"{describe_bands(self.store.bands)}; use the same dataset.bands in both stages"
             )
         if list(checkpoint.get("classes", self.classes)) != self.classes:
             raise ValueError(
@@ -293,11 +445,13 @@ class Trainer:
     def fit(self) -> StageResult:
         """Train for ``config.epochs`` epochs and return the best weights and the records."""
         config, state = self.config, self.state
-        logger.info(
-            "%s: %s-%s, %d train / %d val samples of %d×%d, %d epochs, device %s, precision %s, "
-            "EMA %s, EFM %s",
+        self._log(
+            "%s: %s-%s, %d train / %d val samples of %d×%d, %d epochs, device %s%s, precision "
+            "%s, EMA %s, EFM %s",
             config.stage, config.arch, config.encoder, len(self.train_loader.dataset),
-            len(self.val_loader.dataset), *self.image_size, config.epochs, self.device,
+            self.val_count, *self.image_size, config.epochs, self.device,
+            f" × {self.world} processes ({self.batch_size} samples each per step)"
+            if self.world > 1 else "",
             self.amp_dtype or "fp32", f"μ={config.ema_decay}" if state.ema else "off",
             config.efm.describe() if config.efm.enabled else "off",
         )  # fmt: skip
@@ -306,6 +460,8 @@ class Trainer:
         self._saved_epoch = state.epoch  # resumed from (0: nothing saved yet)
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
+            if self.sampler is not None:
+                self.sampler.set_epoch(epoch)  # a new permutation, the same on every rank
             refreshed = config.efm.is_refresh_epoch(epoch)
             if refreshed:
                 self._refresh_efm()
@@ -314,6 +470,7 @@ class Trainer:
                 refreshed = config.efm.collects_from_steps(epoch)
             lr = state.optimizer.param_groups[0]["lr"]
             train = self._train_epoch(epoch)
+            self._sync_buffers()
             val = self._validate()
             self._check_validated(epoch, val["loss"])
             # What was read this epoch must all come from the store the stage started with.
@@ -334,11 +491,12 @@ class Trainer:
                 **{f"val_{k}": v for k, v in val.items()},
                 "efm_active": config.efm.active(epoch),
                 "efm_refreshed": refreshed and config.efm.enabled,
+                "steps": self._steps,
                 "skipped_steps": self._skipped_steps,
                 "seconds": time.perf_counter() - started,
             }
             state.history.append(row)
-            logger.info(
+            self._log(
                 "%s epoch %d/%d: train loss %.4f IoU %.3f | val loss %.4f IoU %.3f F1 %.3f "
                 "acc %.3f | %.1fs%s",
                 config.stage, epoch, config.epochs, row["train_loss"], row["train_iou"],
@@ -348,14 +506,35 @@ class Trainer:
             if self.state_file is not None and (
                 epoch % config.resume_every == 0 or epoch == config.epochs
             ):
-                self.state_file.save(
-                    self.resume_state(elapsed_before + time.perf_counter() - fit_started)
-                )
+                if self.rank == 0:  # the state is the same on every rank
+                    self.state_file.save(
+                        self.resume_state(elapsed_before + time.perf_counter() - fit_started)
+                    )
                 self._saved_epoch = epoch
         result = self._result(elapsed_before + time.perf_counter() - fit_started)
-        if self.state_file is not None:
+        if self.state_file is not None and self.rank == 0:
             self.state_file.clear()  # finished: a later run of this stage starts afresh
         return result
+
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's buffers (batch-norm statistics) of the model and its EMA.
+
+        DDP keeps the parameters equal, but each rank's last forward updated its own running
+        statistics; from here on (validation, the EFM refresh) every rank must use the model
+        rank 0 saves.
+        """
+        if self.world == 1:
+            return
+        modules = [self.state.model] + ([self.state.ema] if self.state.ema is not None else [])
+        for module in modules:
+            for buffer in module.buffers():
+                if buffer.is_floating_point():
+                    torch.distributed.broadcast(buffer.data, src=0)
+
+    def _log(self, message: str, *args: Any) -> None:
+        """Log on rank 0 only: the ranks agree on everything logged."""
+        if self.rank == 0:
+            logger.info(message, *args)
 
     # -- resume -------------------------------------------------------------------------------
     def _resume(self) -> float:
@@ -363,9 +542,12 @@ class Trainer:
         if self.state_file is None:
             return 0.0
         if not self.config.resume:
-            if self.state_file.path.exists():
-                logger.info("%s: resume is off; discarding %s", self.config.stage, self.state_file)
-            self.state_file.clear()
+            if self.rank == 0:
+                if self.state_file.path.exists():
+                    logger.info(
+                        "%s: resume is off; discarding %s", self.config.stage, self.state_file
+                    )
+                self.state_file.clear()
             return 0.0
         saved = self.state_file.load()
         if saved is None:
@@ -380,7 +562,7 @@ class Trainer:
                 "settings and data it had"
             )
         self.load_resume_state(saved)
-        logger.info(
+        self._log(
             "%s: resumed from %s after epoch %d of %d",
             self.config.stage, self.state_file.path, self.state.epoch, self.config.epochs,
         )  # fmt: skip
@@ -420,7 +602,10 @@ class Trainer:
                 ),
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "loader": self.train_loader.generator.get_state(),
+                # None under DDP: the sampler's order follows from the seed and the epoch.
+                "loader": None
+                if self.train_loader.generator is None
+                else self.train_loader.generator.get_state(),
                 "augment": None
                 if transform is None
                 else {
@@ -461,11 +646,15 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        self.train_loader.generator.set_state(rng["loader"])
+        if self.train_loader.generator is not None and rng["loader"] is not None:
+            self.train_loader.generator.set_state(rng["loader"])
         transform = self.train_loader.dataset.transform
         if transform is not None and rng["augment"] is not None:
-            transform.random_generator.bit_generator.state = rng["augment"]["numpy"]
-            transform.py_random.setstate(rng["augment"]["python"])
+            if self.rank == 0:
+                transform.random_generator.bit_generator.state = rng["augment"]["numpy"]
+                transform.py_random.setstate(rng["augment"]["python"])
+            else:  # only rank 0's streams are saved: the others start anew, their own
+                reseed_transform(transform, self._augment_seed() + state.epoch)
 
     def _warm_up(self, epoch: int) -> None:
         """Set the EFM loss's focus strength and top-k ratio for ``epoch`` (training.efm.
@@ -490,12 +679,12 @@ class Trainer:
             self.train_loader,
             desc=f"{config.stage} epoch {epoch}/{config.epochs}",
             leave=False,
-            disable=not sys.stderr.isatty(),
+            disable=not sys.stderr.isatty() or self.rank != 0,
         )
         for number, batch in enumerate(progress, start=1):
             images = batch["image"].to(self.device, non_blocking=True)
             masks = batch["mask"].to(self.device, non_blocking=True)
-            logits = self._forward(state.model, images)
+            logits = self._forward(self.train_model, images)
             efm = self._batch_efm(batch, logits, masks) if use_efm else None
             loss = self.criterion(logits, masks, efm)
             if collect:
@@ -511,6 +700,11 @@ class Trainer:
             batches += 1
             confusion.update(logits.detach().max(dim=1).indices, masks)
             progress.set_postfix(loss=f"{total / batches:.4f}")
+        # The epoch's mean loss over every rank's batches (the confusion matrix is summed over
+        # the ranks by torchmetrics when it is computed).
+        self._steps = batches
+        total, batches = (float(v) for v in self._sum([total, batches]))
+        batches = int(batches)
         if self._skipped_steps:
             if not batches:
                 raise self._fault("loss at every gradient scale", epoch, None, None)
@@ -601,7 +795,10 @@ class Trainer:
             if state.scaler.get_scale() < scale:  # lowered: this step was skipped
                 return False
         else:
-            if not bool(torch.isfinite(loss.detach())):
+            finite = bool(torch.isfinite(loss.detach()))
+            if self.world > 1:  # every rank stops together, or none does
+                finite = self._sum([0.0 if finite else 1.0])[0] == 0
+            if not finite:
                 raise _NonFinite("loss")
             loss.backward()
             grads = [p.grad for p in parameters if p.grad is not None]
@@ -631,7 +828,27 @@ class Trainer:
             total += float(self.baseline_criterion(logits, masks)) * masks.shape[0]
             pixels += masks.shape[0]
             confusion.update(logits.max(dim=1).indices, masks)
+        total, pixels = self._sum([total, pixels])  # over the ranks' shares
         return {"loss": total / max(pixels, 1), **epoch_scores(confusion.compute())}
+
+    def _max(self, value: float) -> float:
+        """The largest ``value`` over the ranks."""
+        tensor = torch.tensor([value], dtype=torch.float64, device=self._comm_device)
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return float(tensor)
+
+    def _sum(self, values: Sequence[float]) -> list[float]:
+        """``values`` summed over the ranks (themselves on one process)."""
+        if self.world == 1:
+            return [float(v) for v in values]
+        summed = distributed.all_reduce_sum(
+            torch.tensor(values, dtype=torch.float64, device=self._comm_device)
+        )
+        return summed.tolist()
+
+    @property
+    def _comm_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
 
     # -- EFM ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -658,7 +875,18 @@ class Trainer:
         keys = [int(key) for key in batch["dihedral"]]
         if any(keys):
             efm = torch.stack([undo_dihedral(m, key) for m, key in zip(efm, keys, strict=True)])
-        self.state.efm_store.update(batch["index"], efm)
+        self._update_store(batch["index"], efm)
+
+    def _update_store(self, indices: torch.Tensor, efm: torch.Tensor) -> None:
+        """Store a batch's maps; under DDP every rank stores every rank's, so the per-sample
+        stores stay identical (a sample's map is computed on one rank, then shared)."""
+        if self.world > 1:
+            quantised = (efm.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+            device = self._comm_device
+            rows = distributed.all_gather_rows(torch.as_tensor(indices).to(device, torch.int64))
+            maps = distributed.all_gather_rows(quantised.to(device))
+            indices, efm = rows.cpu(), maps.float() / 255
+        self.state.efm_store.update(indices, efm)
 
     def _refresh_efm(self) -> None:
         """Recompute the EFM the loss uses, from the current training weights (§2.3 step 3)."""
@@ -668,19 +896,31 @@ class Trainer:
         if config.efm.update == "step":  # filled by the training steps themselves
             return
         if config.efm.source == "per_sample":
-            for batch, _, efm in self._fingerprints(self.train_eval_loader, state.model):
-                state.efm_store.update(batch["index"], efm)
+            batches = self._fingerprints(self.train_eval_loader, state.model)
+            # Under DDP the ranks gather batch by batch, so each must take part as often as
+            # the rank with the most batches (rank 0: shares differ by one sample at most).
+            rounds = len(self.train_eval_loader)
+            if self.world > 1:
+                rounds = int(self._max(rounds))
+            empty = (torch.zeros(0, dtype=torch.int64), torch.zeros(0, *self.image_size))
+            for _ in range(rounds):
+                batch, _, efm = next(batches, ({"index": empty[0]}, None, empty[1]))
+                self._update_store(batch["index"], efm.to(self.device))
         else:  # validation_prior: the mean validation EFM, a spatial prior for every image
-            total, count = None, 0
+            total = torch.zeros(self.image_size, dtype=torch.float64, device=self.device)
+            count = 0
             for _, _, efm in self._fingerprints(self.val_loader, state.model):
-                total = efm.sum(dim=0) if total is None else total + efm.sum(dim=0)
+                total += efm.sum(dim=0).double()
                 count += efm.shape[0]
-            state.efm_prior = total / count
+            if self.world > 1:  # the mean over every rank's share
+                total = distributed.all_reduce_sum(total.to(self._comm_device)).to(self.device)
+                count = int(self._sum([count])[0])
+            state.efm_prior = (total / count).float()
         state.model.train()
 
     def _snapshot(self, epoch: int) -> None:
         """Keep the EFM and entropy of the fixed validation images for the report (Figs. 4-7)."""
-        if self.snapshot_loader is None:
+        if self.snapshot_loader is None or self.rank != 0:  # rank 0 writes the outputs
             return
         efms, entropies = [], []
         for _, probs, efm in self._fingerprints(self.snapshot_loader, self.state.model):
@@ -708,6 +948,9 @@ class Trainer:
             classes=self.classes,
             ignore_index=self.ignore_index,
             image_size=list(self.image_size),
+            # What predict and evaluation feed the model: the same bands, normalised alike.
+            bands=None if self.store.bands is None else list(self.store.bands),
+            normalization=self.normalization,
             epoch=state.best_epoch,
             metrics={k: float(v) for k, v in best.items() if k.startswith("val_")},
             ema=state.ema is not None,

@@ -185,3 +185,21 @@ def test_invalid_label_parameters_fail_before_reading(raw_root):
         manifest_of(raw_root, dataset=duplicate)
     with pytest.raises(ValueError, match="num_classes"):
         manifest_of(raw_root, dataset={**DATASET_PARAMS, "num_classes": 7})
+
+
+def test_images_without_the_configured_bands_are_named(tmp_path):
+    labels = scene_labels(12, 10, seed=0)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name, channels in (("four", 4), ("three", 3)):
+        image = np.dstack([np.full(labels.shape, 50 * c, np.uint8) for c in range(channels)])
+        Image.fromarray(image).save(tmp_path / "images" / f"{name}.png")
+        Image.fromarray(colour_mask(labels)).save(tmp_path / "masks" / f"{name}.png")
+    layout = {"images": "images/{id}.png", "masks": "masks/{id}.png", "workers": 1}
+    with pytest.raises(
+        DatasetValidationError,
+        match=r"image 'images/three.png' has 3 band\(s\), but dataset.bands \[4, 1\] names",
+    ):
+        build_manifest(RawFolder(tmp_path), {**DATASET_PARAMS, "bands": [4, 1]}, layout)
+    manifest = build_manifest(RawFolder(tmp_path), {**DATASET_PARAMS, "bands": [3, 1]}, layout)
+    assert sorted(manifest["sample_id"]) == ["four", "three"]

@@ -34,7 +34,7 @@ from efm_seg.parameters import (
 )
 from efm_seg.pipelines.training.nodes import data_lineage, split_ids
 from efm_seg.provenance import run_id_of
-from efm_seg.training.data import SegmentationSamples
+from efm_seg.training.data import SegmentationSamples, checkpoint_normalization
 from efm_seg.training.models import model_from_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,11 @@ def evaluate_stage(
     count = settings.qualitative.count
     shown = sorted(ids)[:count]
     loader = DataLoader(
-        SegmentationSamples(samples, shown + [i for i in ids if i not in set(shown)]),
+        SegmentationSamples(
+            samples,
+            shown + [i for i in ids if i not in set(shown)],
+            **checkpoint_normalization(checkpoint),
+        ),
         batch_size=settings.batch_size,
     )
     predictions: list[np.ndarray] = []

@@ -8,6 +8,7 @@ from functools import partial
 
 import pandas as pd
 
+from efm_seg.data.imagery import parse_bands
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.parallel import parallel_map, resolve_workers
 from efm_seg.data.raw import (
@@ -48,6 +49,7 @@ def build_manifest(
         counts per class plus ``px_ignore``; paths are relative to the raw folder.
     """
     scheme = LabelScheme.from_params(as_mapping(dataset))
+    bands = parse_bands(as_mapping(dataset).get("bands"))
     ingestion = as_mapping(ingestion)
     layout_params = {k: v for k, v in ingestion.items() if k != "workers"}
     layout = Layout.from_params(layout_params)
@@ -73,7 +75,7 @@ def build_manifest(
         ingestion.get("workers", "auto"), len(pairing.pairs), "ingestion.workers"
     )
     inspections = list(
-        parallel_map(partial(inspect_pair, raw, scheme=scheme), pairing.pairs, workers)
+        parallel_map(partial(inspect_pair, raw, scheme=scheme, bands=bands), pairing.pairs, workers)
     )
     problems = (
         pairing.problems

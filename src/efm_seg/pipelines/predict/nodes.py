@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
+from efm_seg.data.imagery import select_bands
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.scenes import Prediction, SceneFile
 from efm_seg.inference import sliding_window_probs
 from efm_seg.parameters import PredictParams, as_mapping, describe, resolve_device
-from efm_seg.training.data import IMAGENET_MEAN, IMAGENET_STD
+from efm_seg.training.data import checkpoint_normalization
 from efm_seg.training.models import ModelSpec, check_input_size, model_from_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -59,12 +60,21 @@ def predict_scenes(
             "trained in (--env)"
         )
     spec = ModelSpec.from_dict(checkpoint["model_spec"])
+    bands = checkpoint.get("bands")
+    bands = None if bands is None else tuple(int(band) for band in bands)
     for scene in scenes.values():
-        *_, bands = scene.probe()
-        if bands != spec.in_channels:
+        *_, count = scene.probe()
+        if bands is None and count != spec.in_channels:
             raise ValueError(
-                f"{scene.path}: {bands} band(s), but the {stage} model takes {spec.in_channels}"
+                f"{scene.path}: {count} band(s), but the {stage} model takes {spec.in_channels} "
+                "(RGB)"
             )
+        if bands is not None and count < max(bands):
+            raise ValueError(
+                f"{scene.path}: {count} band(s), but the {stage} model takes bands "
+                f"{list(bands)} of its images (dataset.bands when it was trained)"
+            )
+    normalization = checkpoint_normalization(checkpoint)
     check_input_size(spec, settings.window, settings.window, setting="predict.window")
     device = resolve_device(settings.device)
     model = model_from_checkpoint(checkpoint).to(device).eval()
@@ -83,9 +93,11 @@ def predict_scenes(
     def predictor(scene_file: SceneFile) -> Callable[[], Prediction]:
         def predict_one() -> Prediction:
             scene = scene_file.load()
-            # torch.tensor copies: arrays read through Pillow are read-only.
-            image = torch.tensor(scene.image).permute(2, 0, 1).float() / 255.0
-            image = (image - _column(IMAGENET_MEAN)) / _column(IMAGENET_STD)
+            # The bands the model was trained on, in its order; torch.tensor copies (arrays
+            # read through Pillow are read-only).
+            channels = scene.image if bands is None else select_bands(scene.image, bands)
+            image = torch.tensor(channels).permute(2, 0, 1).float() / 255.0
+            image = (image - _column(normalization["mean"])) / _column(normalization["std"])
             probs = sliding_window_probs(
                 model,
                 image,

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from efm_seg.data.imagery import Bands, describe_bands, parse_bands
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.parallel import parallel_map, resolve_workers
 from efm_seg.data.raw import DatasetValidationError, RawFolder
@@ -86,10 +87,21 @@ def tile_origins(length: int, size: int, stride: int) -> list[int]:
 def resize_pair(
     image: np.ndarray, labels: np.ndarray, size: int, image_filter: str = "lanczos"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Resize an RGB image (antialiased) and its label map (nearest neighbour) to size×size."""
-    resized = Image.fromarray(image).resize((size, size), RESAMPLING[image_filter])
+    """Resize an image of any channel count (antialiased) and its label map (nearest neighbour)
+    to size×size."""
+
+    def resize(plane: np.ndarray) -> np.ndarray:
+        resized = Image.fromarray(np.ascontiguousarray(plane)).resize(
+            (size, size), RESAMPLING[image_filter]
+        )
+        return np.asarray(resized)
+
+    if image.shape[2] == 3:
+        resized = resize(image)
+    else:  # Pillow has no mode for N channels: one band at a time
+        resized = np.stack([resize(image[:, :, c]) for c in range(image.shape[2])], axis=-1)
     resized_labels = Image.fromarray(labels).resize((size, size), Image.Resampling.NEAREST)
-    return np.asarray(resized), np.asarray(resized_labels)
+    return resized, np.asarray(resized_labels)
 
 
 @dataclass(frozen=True)
@@ -101,10 +113,14 @@ class _Task:
 
 
 def _encode_one(
-    task: _Task, raw: RawFolder, scheme: LabelScheme, config: PreprocessingConfig
+    task: _Task,
+    raw: RawFolder,
+    scheme: LabelScheme,
+    config: PreprocessingConfig,
+    bands: Bands = None,
 ) -> list[tuple[dict[str, Any], EncodedSample]]:
     """Read one source pair and return its encoded sample(s) with their index rows."""
-    image = np.asarray(raw.open(task.image).convert("RGB"))
+    image = raw.read_image(task.image, bands)
     labels = scheme.encode(scheme.mask_array(raw.open(task.mask)))
     unknown = labels == scheme.unknown_value
     if unknown.any():
@@ -166,9 +182,10 @@ class EncodedStream:
     """
 
     tasks: tuple[_Task, ...]
-    encode: Any  # picklable: _encode_one bound to the raw folder, scheme and config
+    encode: Any  # picklable: _encode_one bound to the raw folder, scheme, config and bands
     workers: int
     max_ahead: int
+    bands: Bands = None  # dataset.bands, recorded in the store
 
     def __iter__(self) -> Iterator[tuple[str, EncodedSample, dict[str, Any]]]:
         results = parallel_map(self.encode, self.tasks, self.workers, max_ahead=self.max_ahead)
@@ -203,6 +220,7 @@ def encode_samples(
     """
     config = PreprocessingConfig.from_params(as_mapping(preprocessing))
     scheme = LabelScheme.from_params(as_mapping(dataset))
+    bands = parse_bands(as_mapping(dataset).get("bands"))
     expected = {"sample_id", "group", "image", "mask", "width", "height"}
     missing = sorted(expected - set(manifest.columns))
     if missing:
@@ -225,18 +243,20 @@ def encode_samples(
     )
     workers = resolve_workers(config.workers, len(tasks), "preprocessing.workers")
     logger.info(
-        "Encoding %d source image(s) to %d×%d samples (%s mode, %d worker(s)) into the store",
+        "Encoding %d source image(s) to %d×%d samples of %s (%s mode, %d worker(s)) into the store",
         len(tasks),
         config.size,
         config.size,
+        describe_bands(bands),
         config.mode,
         workers,
     )
     return EncodedStream(
         tasks=tasks,
-        encode=partial(_encode_one, raw=raw, scheme=scheme, config=config),
+        encode=partial(_encode_one, raw=raw, scheme=scheme, config=config, bands=bands),
         workers=workers,
         max_ahead=MAX_AHEAD_PER_WORKER * workers,
+        bands=bands,
     )
 
 

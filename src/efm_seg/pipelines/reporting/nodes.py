@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from efm_seg.data.imagery import display_rgb
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
 from efm_seg.lineage import LineageError, check_stage_rows, classes_fingerprint
@@ -291,7 +292,7 @@ def make_figures(
     if ids:
         pairs = [samples.read(i) for i in ids]
         figures["qualitative.png"] = qualitative(
-            np.stack([image for image, _ in pairs]),
+            np.stack([display_rgb(image) for image, _ in pairs]),
             np.stack([labels for _, labels in pairs]),
             {stage: predictions[stage]["predictions"] for stage in STAGES},
             list(scheme.classes),

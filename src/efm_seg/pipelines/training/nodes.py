@@ -28,7 +28,7 @@ from efm_seg.parameters import (
 from efm_seg.provenance import run_id_of
 from efm_seg.training.config import TrainConfig
 from efm_seg.training.resume import StateFile
-from efm_seg.training.trainer import Trainer
+from efm_seg.training.trainer import StageJob, train
 
 logger = logging.getLogger(__name__)
 
@@ -126,18 +126,19 @@ def train_stage(
             f"Train the {parent_stage} stage again first: kedro run --pipelines {parent_stage}",
         )
         init = {"stage": parent_stage, "run_id": parent["run_id"]}
-    trainer = Trainer(
-        config,
-        samples,
-        ids["train"],
-        ids["val"],
-        classes=scheme.classes,
-        ignore_index=scheme.ignore_index,
-        init_checkpoint=init_checkpoint if config.init_from == "previous" else None,
-        state_file=training_state,
-        resume_key={**data.as_dict(), "init": init},
+    result = train(
+        StageJob(
+            config,
+            samples,
+            ids["train"],
+            ids["val"],
+            classes=scheme.classes,
+            ignore_index=scheme.ignore_index,
+            init_checkpoint=init_checkpoint if config.init_from == "previous" else None,
+            state_file=training_state,
+            resume_key={**data.as_dict(), "init": init},
+        )
     )
-    result = trainer.fit()
     checkpoint = {
         **result.checkpoint,
         "lineage": {
