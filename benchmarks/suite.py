@@ -44,6 +44,8 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
     runs.append(("tta", ["bench_tta"] + (["--quick"] if quick else [])))
     # Peak memory of preprocessing at 1,280 and 5,120 samples (80 sources: >= 5,000).
     runs.append(("streaming", ["bench_streaming", "--sources", "20", "80"]))
+    # One process against two (DDP, gloo on the CPU), the same global batch.
+    runs.append(("ddp", ["bench_ddp", "--epochs", "3" if quick else "4"]))
     return runs
 
 
@@ -143,6 +145,15 @@ def markdown(results: dict[str, Any]) -> str:
         f"{streaming['streamed_growth_mb']:+.1f} MB", "flat",
         f"{runs[('stream', counts[-1])]:.0f} MB at {counts[-1]}; held in memory first: "
         f"{streaming['held_growth_mb']:+.1f} MB",
+    ))  # fmt: skip
+    ddp = b["ddp"]
+    one, many = ddp["runs"]
+    lines.append(_row(
+        f"DDP epoch, 1 process / {many['processes']} processes ({ddp['model']} "
+        f"{ddp['size']}², global batch {ddp['global_batch']}, {ddp['device']})",
+        f"{ddp['speedup']:.2f}×", "reported",
+        f"{one['epoch_s']} s vs {many['epoch_s']} s per epoch; launch and set-up "
+        f"{many['overhead_s']} s; the processes share the cores",
     ))  # fmt: skip
     peaks = ", ".join(f"{name} {r['peak_rss_mib']:.0f}" for name, r in b.items())
     lines += ["", f"Peak resident memory per benchmark process (MiB): {peaks}.", ""]

@@ -227,6 +227,7 @@ class DistributedParams(Block):
     rdzv_id: str = "efm-seg"
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     sync_batchnorm: bool = False
+    timeout: float = Field(1800.0, gt=0, allow_inf_nan=False)
 
     @property
     def world_size(self) -> int:

@@ -21,6 +21,7 @@ from efm_seg.efm import EFMLoss
 from efm_seg.training import distributed
 from efm_seg.training.data import SegmentationSamples
 from efm_seg.training.models import model_from_checkpoint
+from efm_seg.training.resume import StateFile
 from efm_seg.training.trainer import StageJob, Trainer, epoch_scores, train
 from tests.conftest import kedro_run, latest_version, saved_versions
 from tests.training.test_trainer import CLASSES, IGNORE, make_asymmetric_store, make_config
@@ -62,7 +63,8 @@ def config(nproc: int, **changes):
             "augment": {"enabled": False},
             # Plain eq. 6 in the first epoch (compared with one process), maps from the second.
             "efm": {"enabled": True, "source": "per_sample", "start_epoch": 2, "every": 1},
-            "distributed": {"nproc_per_node": nproc},
+            # A rank left waiting fails the test in a minute instead of hanging it.
+            "distributed": {"nproc_per_node": nproc, "timeout": 60},
             **changes,
         }
     )
@@ -83,7 +85,7 @@ def single(store):
 
 @pytest.fixture(scope="module")
 def two_ranks(store):
-    launch = distributed.DistributedConfig(nproc_per_node=2)
+    launch = distributed.DistributedConfig(nproc_per_node=2, timeout=60)
     return distributed.launch(launch, fit_on_every_rank, job(store, 2), device="cpu")
 
 
@@ -137,6 +139,44 @@ def test_validation_scores_are_over_the_whole_validation_split(store, two_ranks)
     assert recorded["val_loss"] == pytest.approx(total / len(val), rel=1e-5)
 
 
+class Interrupted(Exception):
+    pass
+
+
+def test_every_rank_resumes_the_saved_state(store, tmp_path):
+    # A one-process run of the same recipe, killed in its second epoch: where a stage runs (and
+    # on how many processes) is not part of what a saved state must match.
+    state_file = StateFile(tmp_path / "state.pt")
+    single_job = job(store, 1, state_file=state_file)
+    first = Trainer(
+        single_job.config, store, single_job.train_ids, single_job.val_ids, CLASSES, IGNORE,
+        state_file=state_file,
+    )  # fmt: skip
+    steps = []
+
+    def crash(*_):
+        steps.append(1)
+        if len(steps) == 3:  # two steps per epoch: the first of epoch 2
+            raise Interrupted
+
+    first.state.optimizer.register_step_post_hook(crash)
+    with pytest.raises(Interrupted):
+        first.fit()
+    saved = torch.load(state_file.path, weights_only=True)
+    assert saved["epoch"] == 1
+
+    launch = distributed.DistributedConfig(nproc_per_node=2, timeout=60)
+    resumed = distributed.launch(
+        launch, fit_on_every_rank, job(store, 2, state_file=state_file), device="cpu"
+    )
+    ranks = resumed["ranks"]
+    for rank in ranks:  # epoch 1 is the saved one, epoch 2 trained by both ranks
+        assert [row["epoch"] for row in rank["history"]] == [1, 2]
+        assert rank["history"][0] == saved["history"][0]
+    assert torch.equal(ranks[0]["weights"], ranks[1]["weights"])
+    assert not state_file.path.exists()  # rank 0 removed it when the stage was done
+
+
 def test_a_failing_rank_stops_the_run_with_its_error(store):
     with pytest.raises(distributed.DistributedError, match=r"lr|learning rate|NaN"):
         train(job(store, 2, optimizer={"lr": 1.0e30}, grad_clip=None))
@@ -157,7 +197,11 @@ def test_a_kedro_run_on_two_processes_writes_its_outputs_once(kedro_project):
     kedro_run(
         kedro_project,
         ["ingestion", "preprocessing", "split", "baseline", "efm"],
-        **{"training.distributed.nproc_per_node": 2, "training.device": "cpu"},
+        **{
+            "training.distributed.nproc_per_node": 2,
+            "training.distributed.timeout": 60,
+            "training.device": "cpu",
+        },
     )
     for stage in ("baseline", "efm"):
         assert len(saved_versions(kedro_project, f"06_models/{stage}/best_checkpoint.pt")) == 1

@@ -30,6 +30,7 @@ no-ops, so the training code calls them unconditionally.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import signal
@@ -125,6 +126,8 @@ class DistributedConfig:
         backend: ``auto`` (NCCL when training on CUDA, gloo otherwise), ``nccl`` or ``gloo``.
         max_restarts: How often the launcher restarts the whole worker group after a failure.
         monitor_interval: Seconds between the launcher's checks on its workers.
+        timeout: Seconds a collective waits for the other ranks before failing: a rank that
+            died or took another path stops the run with an error instead of a hang.
     """
 
     nproc_per_node: int = 1
@@ -135,6 +138,7 @@ class DistributedConfig:
     backend: str = "auto"
     max_restarts: int = 0
     monitor_interval: float = 0.1
+    timeout: float = 1800.0
 
     def __post_init__(self) -> None:
         for name in ("nproc_per_node", "nnodes"):
@@ -163,6 +167,10 @@ class DistributedConfig:
             raise ValueError(
                 f"{_PREFIX}.max_restarts must be an integer ≥ 0, got {self.max_restarts!r}"
             )
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float):
+            raise ValueError(f"{_PREFIX}.timeout must be a number of seconds, got {self.timeout!r}")
+        if self.timeout <= 0:
+            raise ValueError(f"{_PREFIX}.timeout must be > 0 seconds, got {self.timeout!r}")
         interval = self.monitor_interval
         if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
             raise ValueError(
@@ -202,6 +210,7 @@ class _Job:
     local_world_size: int
     root_level: int
     package_level: int
+    timeout: float = 1800.0
 
 
 def _free_port(host: str) -> int:
@@ -256,6 +265,7 @@ def _run_worker(job: _Job) -> Any:
             rank=rank_,
             world_size=int(os.environ["WORLD_SIZE"]),
             device_id=device_id,
+            timeout=datetime.timedelta(seconds=job.timeout),
         )
         # Every rank has joined once this returns: the function never starts on some ranks
         # of a launch that fails to set up on another (and is then launched again).
@@ -394,6 +404,7 @@ def launch(
         local_world_size=config.nproc_per_node,
         root_level=logging.getLogger().getEffectiveLevel(),
         package_level=package.getEffectiveLevel(),
+        timeout=config.timeout,
     )
     # Only a single node may launch again: a multi-node rendezvous is closed for its id once
     # one agent ends, and the other nodes would not follow (there, use max_restarts).
