@@ -118,6 +118,10 @@ def test_rgb_only_augmentations_are_skipped_for_other_bands(caplog):
         other = build_transforms(augment, seed=0, rgb=False)
     assert [type(t) for t in other.transforms] == [A.HorizontalFlip]
     assert "augment.hue_saturation is skipped" in caplog.text
+    # Brightness and contrast are adapted: the same change for every band, and said so.
+    with caplog.at_level(logging.INFO):
+        build_transforms({"brightness_contrast": {"limit": 0.1, "p": 0.5}}, rgb=False)
+    assert "applied to every band alike" in caplog.text
     # Everything else works on any band count.
     full = build_transforms(
         {"hflip": 1, "brightness_contrast": {"limit": 0.2, "p": 1},

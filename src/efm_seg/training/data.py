@@ -440,6 +440,11 @@ def build_transforms(
         # Errors name the key the value came from.
         brightness_key = "brightness_limit" if "brightness_limit" in params else "limit"
         contrast_key = "contrast_limit" if "contrast_limit" in params else "limit"
+        if p > 0 and not rgb:
+            logger.info(
+                "%s: one brightness and contrast change per sample, applied to every band alike",
+                name,
+            )
         if p > 0:
             transforms.append(
                 A.RandomBrightnessContrast(
