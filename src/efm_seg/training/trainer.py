@@ -397,8 +397,10 @@ class Trainer:
                 )
             return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "source": "imagenet"}
         started = time.perf_counter()
-        mean, std = band_statistics(self.store, train_ids)
-        logger.info(
+        # One pass over the training split, on rank 0; the other ranks are given the result.
+        stats = band_statistics(self.store, train_ids) if self.rank == 0 else None
+        mean, std = distributed.broadcast_object(stats) if self.world > 1 else stats
+        self._log(
             "%s: per-band statistics of %d training samples (%.1fs): mean %s, std %s",
             self.config.stage, len(train_ids), time.perf_counter() - started,
             [round(v, 4) for v in mean], [round(v, 4) for v in std],
