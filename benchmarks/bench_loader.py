@@ -29,8 +29,8 @@ except ModuleNotFoundError:  # run as a script: benchmarks/ itself is on sys.pat
 from efm_seg.data.samples import EncodedSample, write_store
 from efm_seg.data.synthetic import DEMO_CLASSES, generate_scene
 from efm_seg.efm import EFMLoss
-from efm_seg.training.data import SegmentationSamples, build_transforms
-from efm_seg.training.models import ModelSpec, build_model
+from efm_seg.loading import SegmentationSamples, build_transforms
+from efm_seg.models import ModelSpec, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

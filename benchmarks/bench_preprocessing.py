@@ -26,14 +26,9 @@ from efm_seg.data.labels import LabelScheme
 from efm_seg.data.parallel import available_cpus
 from efm_seg.data.raw import RawFolder
 from efm_seg.data.samples import write_store
+from efm_seg.data.tiling import PreprocessingConfig, _encode_one, _Task
 from efm_seg.pipelines.ingestion.nodes import build_manifest
-from efm_seg.pipelines.preprocessing.nodes import (
-    PreprocessingConfig,
-    _encode_one,
-    _Task,
-    encode_samples,
-    index_samples,
-)
+from efm_seg.pipelines.preprocessing.nodes import encode_samples, index_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 DUBAI = ROOT.parent / "shared" / "data" / "dubai_aerial"

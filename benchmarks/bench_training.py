@@ -54,8 +54,8 @@ except ModuleNotFoundError:  # run as a script: benchmarks/ itself is on sys.pat
 from efm_seg.data.parallel import available_cpus
 from efm_seg.data.samples import EncodedSample, SampleStore, write_store
 from efm_seg.data.synthetic import DEMO_CLASSES, generate_scene
+from efm_seg.loading import EFMStore
 from efm_seg.training.config import TrainConfig
-from efm_seg.training.data import EFMStore
 from efm_seg.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]

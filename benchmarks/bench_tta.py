@@ -18,7 +18,7 @@ try:
 except ModuleNotFoundError:  # run as a script: benchmarks/ itself is on sys.path
     from common import machine, write_json
 from efm_seg.evaluation.tta import FLIPS, predict_probs
-from efm_seg.training.models import ModelSpec, build_model
+from efm_seg.models import ModelSpec, build_model
 
 
 def separate_passes(model, images: torch.Tensor) -> torch.Tensor:

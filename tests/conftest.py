@@ -57,7 +57,7 @@ def lineage_of(store, split, run_id: str = "run-a", stage: str = "efm", init=Non
     """The ``lineage`` a checkpoint trained in ``run_id`` on ``store`` and ``split`` (with the
     tiny dataset's classes) records."""
     from efm_seg.data.labels import LabelScheme
-    from efm_seg.pipelines.training.nodes import data_lineage
+    from efm_seg.data.split import data_lineage
 
     data = data_lineage(store, split, LabelScheme.from_params(DATASET_PARAMS))
     return {"run_id": run_id, "stage": stage, **data.as_dict(), "init": init}
@@ -140,7 +140,7 @@ def write_tiny_local(conf: Path) -> None:
     (conf / "local").mkdir(exist_ok=True)
     (conf / "local" / "catalog.yml").write_text(
         "raw_dataset:\n"
-        "  type: efm_seg.datasets.SyntheticSceneFolderDataset\n"
+        "  type: efm_seg.framework.datasets.SyntheticSceneFolderDataset\n"
         "  path: ${globals:data_root}/01_raw/demo\n"
         "  n_scenes: 10\n"
         "  seed: 0\n"

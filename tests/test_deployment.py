@@ -1,4 +1,5 @@
-"""Orchestrated runs (efm_seg.deployment): the steps of one run share its version and read each
+"""Orchestrated runs (efm_seg.framework.deployment): the steps of one run share its version and read
+each
 other's outputs at it; the shipped Airflow DAG is what its documented command generates."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io import MemoryDataset
 
-from efm_seg.deployment import check_version, pinned_load_versions, run_step, run_version
+from efm_seg.framework.deployment import check_version, pinned_load_versions, run_step, run_version
 from tests.conftest import PROJECT_ROOT
 
 V1 = "2026-03-01T10.00.00.000Z"
@@ -126,7 +127,7 @@ def test_the_steps_of_a_run_share_its_version_and_ignore_later_outputs(kedro_pro
 
     # The step again (an Airflow retry): what the first attempt saved is replaced.
     (split_path / V1 / split_path.name).write_text("sample_id,split\nleftover,train\n")
-    with caplog.at_level(logging.WARNING, logger="efm_seg.deployment"):
+    with caplog.at_level(logging.WARNING, logger="efm_seg.framework.deployment"):
         run_step(namespaces=["split"], version=V1, project_path=kedro_project)
     assert "saved by an earlier attempt" in caplog.text
     assert pd.read_csv(split_path / V1 / split_path.name).equals(split)

@@ -17,8 +17,8 @@ from kedro.framework.startup import bootstrap_project
 from kedro.io import Version
 
 from efm_seg.data.raw import RawFolder
-from efm_seg.datasets import TorchCheckpointDataset
-from efm_seg.run_lock import LOCK_NAME
+from efm_seg.framework.datasets import TorchCheckpointDataset
+from efm_seg.framework.hooks.lock import LOCK_NAME
 from tests.conftest import DATASET_PARAMS, kedro_run, latest_version, write_pair
 
 
@@ -26,7 +26,11 @@ def dataset_env(project: Path, raw: Path, **catalog_args) -> str:
     """``conf/mine``: the tiny palette dataset at ``raw``, ``{tile}/images/{id}.jpg`` layout."""
     env = project / "conf" / "mine"
     env.mkdir(exist_ok=True)
-    entry = {"type": "efm_seg.datasets.ImageFolderDataset", "path": str(raw), **catalog_args}
+    entry = {
+        "type": "efm_seg.framework.datasets.ImageFolderDataset",
+        "path": str(raw),
+        **catalog_args,
+    }
     (env / "catalog.yml").write_text(yaml.safe_dump({"raw_dataset": entry}))
     ingestion = {
         "images": "{tile}/images/{id}.jpg",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from efm_seg.lineage import LineageError
+from efm_seg.basics.lineage import LineageError
 from tests.conftest import kedro_run as run
 from tests.conftest import latest_version
 from tests.conftest import saved_versions as versions

@@ -18,8 +18,8 @@ from PIL import Image
 from rasterio.transform import from_origin
 
 from efm_seg.data.samples import open_store
+from efm_seg.inference import scenes as predict_nodes
 from efm_seg.inference import sliding_window_probs
-from efm_seg.pipelines.predict import nodes as predict_nodes
 from tests.conftest import (
     DATASET_PARAMS,
     colour_mask,
@@ -75,7 +75,7 @@ def multiband_run(tmp_path_factory: pytest.TempPathFactory):
     project = make_project(parent)
     local = project / "conf" / "local"
     (local / "catalog.yml").write_text(
-        f"raw_dataset:\n  type: efm_seg.datasets.ImageFolderDataset\n  path: {raw}\n"
+        f"raw_dataset:\n  type: efm_seg.framework.datasets.ImageFolderDataset\n  path: {raw}\n"
     )
     (local / "parameters.yml").write_text(
         yaml.safe_dump(

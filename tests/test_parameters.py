@@ -8,6 +8,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from efm_seg.basics.mappings import deep_merge
 from efm_seg.parameters import (
     EFMMethodParams,
     EvaluationParams,
@@ -15,7 +16,6 @@ from efm_seg.parameters import (
     SplitParams,
     StageOverrides,
     TrainingParams,
-    deep_merge,
     describe,
 )
 from tests.conftest import kedro_run

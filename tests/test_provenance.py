@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from efm_seg.lineage import LineageError, check_stages, digest, split_fingerprint
-from efm_seg.provenance import describe_commit, git_state, package_versions, run_id_of
+from efm_seg.basics.lineage import LineageError, check_stages, digest, split_fingerprint
+from efm_seg.basics.provenance import describe_commit, git_state, package_versions, run_id_of
 from efm_seg.reporting.provenance import provenance_tables, recipe_table
 
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from efm_seg.run_lock import LOCK_NAME, RunLock, RunLockedError
+from efm_seg.framework.hooks.lock import LOCK_NAME, RunLock, RunLockedError
 from tests.conftest import kedro_run
 
 
@@ -79,7 +79,7 @@ def test_the_lock_is_given_back_when_sweeping_debris_fails(kedro_project, monkey
     def fail(root):
         raise PermissionError(f"cannot remove debris under {root}")
 
-    monkeypatch.setattr("efm_seg.run_lock.sweep_staging_debris", fail)
+    monkeypatch.setattr("efm_seg.framework.hooks.lock.sweep_staging_debris", fail)
     with pytest.raises(PermissionError, match="cannot remove debris"):
         kedro_run(kedro_project, ["ingestion"])
     assert not (kedro_project / "data/local" / LOCK_NAME).exists()

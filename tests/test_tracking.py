@@ -1,4 +1,5 @@
-"""MLflow tracking (efm_seg.tracking, kedro-mlflow): what a run records, read back through the
+"""MLflow tracking (efm_seg.framework.hooks.tracking, kedro-mlflow): what a run records, read back
+through the
 MLflow client; one parent run per Kedro run and per orchestrated run; the switch."""
 
 from __future__ import annotations
@@ -7,8 +8,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from efm_seg.deployment import run_step
-from efm_seg.tracking import epoch_metrics, flatten
+from efm_seg.framework.deployment import run_step
+from efm_seg.framework.hooks.tracking import epoch_metrics, flatten
 from tests.conftest import DEMO_EFM_METHOD, kedro_run, latest_version
 
 STAGES = ("baseline", "efm", "finetune")

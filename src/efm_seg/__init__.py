@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from efm_seg._warnings import install as _install_warning_filters
+from efm_seg.framework.warnings import install as _install_warning_filters
 
 _install_warning_filters()

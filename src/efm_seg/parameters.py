@@ -15,13 +15,11 @@ validate by building that object, so there is one set of rules for each.
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-import torch
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -32,7 +30,13 @@ from pydantic import (
     model_validator,
 )
 
-from efm_seg.efm import (
+from efm_seg.basics.mappings import deep_merge
+from efm_seg.basics.windows import check_window
+from efm_seg.data.labels import LabelScheme
+from efm_seg.data.parallel import resolve_workers
+from efm_seg.data.raw import Layout
+from efm_seg.data.tiling import PreprocessingConfig
+from efm_seg.efm.defaults import (
     DEFAULT_ALPHA,
     DEFAULT_ALPHA_F,
     DEFAULT_BETA_F,
@@ -52,17 +56,6 @@ class Block(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``override`` merged in, recursively for nested mappings."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def describe(error: ValidationError, where: str) -> str:
     """One line per problem: ``<where>.<key>: <what is allowed> (got <value>)``."""
     lines = []
@@ -78,29 +71,21 @@ def describe(error: ValidationError, where: str) -> str:
 
 
 def check_device(device: str) -> str:
-    """A torch device name, and a GPU that exists when one is asked for."""
-    if device == "auto":
+    """``auto``, or a torch device that exists here (torch is imported only to check another)."""
+    if device in ("auto", "cpu"):
         return device
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"{device!r} is not a device ({exc}); use auto, cpu or cuda") from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"{device!r} asks for a CUDA GPU but torch sees none (torch {torch.__version__}); "
-                "use auto (the GPU when there is one) or cpu"
-            )
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ValueError(f"{device!r}: there are {torch.cuda.device_count()} CUDA device(s)")
-    return device
+    from efm_seg.basics.devices import check_device as check_torch_device
+
+    return check_torch_device(device)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto``: the GPU when torch sees one, else the CPU; any other name as torch reads it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def trains_on_cuda(device: str) -> bool:
+    """Whether ``device`` means a CUDA GPU here (``cpu`` without importing torch)."""
+    if device == "cpu":
+        return False
+    from efm_seg.basics.devices import trains_on_cuda as on_cuda
+
+    return on_cuda(device)
 
 
 Device = Annotated[str, Field(description="auto | cpu | cuda | cuda:N")]
@@ -151,7 +136,7 @@ class ModelParams(Block):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
-        from efm_seg.training.models import architectures
+        from efm_seg.models import architectures
 
         known = architectures()
         if value not in known:
@@ -205,6 +190,46 @@ class EFMScheduleParams(Block):
             )
         return self
 
+    # When the EFM is (re)computed (the paper, §2.3 step 3 and §3.3: "every two epochs,
+    # starting from the fifth"); before start_epoch the loss runs without an EFM. Epochs count
+    # from 1.
+
+    def describe(self) -> str:
+        """How the EFM is made, for the log."""
+        if self.source == "per_sample" and self.update == "step":
+            text = f"per_sample from each training step, used from epoch {self.start_epoch}"
+        elif self.source == "online":
+            text = f"online from epoch {self.start_epoch}"
+        else:
+            text = f"{self.source} from epoch {self.start_epoch}, refreshed every {self.every}"
+        if self.warmup_epochs:
+            text += f", full strength after a {self.warmup_epochs}-epoch warm-up"
+        return text
+
+    def collects_from_steps(self, epoch: int) -> bool:
+        """Whether ``epoch``'s training steps fill the per-sample store (``update: step``): from
+        the epoch before ``start_epoch``, so the maps are ready when the loss first uses them."""
+        return (
+            self.enabled
+            and self.source == "per_sample"
+            and self.update == "step"
+            and epoch >= self.start_epoch - 1
+        )
+
+    def is_refresh_epoch(self, epoch: int) -> bool:
+        return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.every == 0
+
+    def active(self, epoch: int) -> bool:
+        """Whether the loss uses an EFM in ``epoch``."""
+        return self.enabled and epoch >= self.start_epoch
+
+    def strength(self, epoch: int) -> float:
+        """The warm-up's fraction of full EFM strength in ``epoch`` (1.0 once warmed up):
+        ``k / (warmup_epochs + 1)`` in the k-th epoch with an EFM, so no epoch is a no-op."""
+        if not self.active(epoch):
+            return 0.0
+        return min(1.0, (epoch - self.start_epoch + 1) / (self.warmup_epochs + 1))
+
 
 class SnapshotParams(Block):
     count: int = Field(4, ge=0)
@@ -217,33 +242,66 @@ class ResumeParams(Block):
     every: int = Field(1, ge=1)
 
 
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``host:port`` endpoint (an IPv6 host in brackets: ``[::1]:29500``).
+
+    Raises:
+        ValueError: When ``endpoint`` is not ``host:port`` with a port in 0..65535.
+    """
+    host, sep, port_text = endpoint.rpartition(":") if isinstance(endpoint, str) else ("", "", "")
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port_text.strip().isdigit() or int(port_text) > 65535:
+        raise ValueError(
+            "rdzv_endpoint must be 'host:port' with a port in 0..65535 (0: any free port, "
+            f"single node only), got {endpoint!r}"
+        )
+    return host, int(port_text)
+
+
 class DistributedParams(Block):
     """``training.distributed``: data-parallel training on several processes (PyTorch DDP),
-    launched by torch's elastic launcher from inside the training node."""
+    launched by torch's elastic launcher from inside the training node.
+
+    ``nproc_per_node`` worker processes on each of ``nnodes`` nodes (one per GPU with NCCL),
+    meeting at ``rdzv_endpoint`` (``host:port`` every node reaches; port 0 picks a free one, on
+    a single node only) under the job id ``rdzv_id``. ``backend``: ``auto`` is NCCL when
+    training on CUDA, gloo otherwise. ``timeout``: seconds a collective waits for the other
+    ranks, so that a rank that died or took another path fails the run instead of hanging it.
+    ``max_restarts``: how often the launcher restarts the whole worker group after a failure;
+    ``monitor_interval``: seconds between its checks on its workers.
+    """
 
     nproc_per_node: int = Field(1, ge=1)
     nnodes: int = Field(1, ge=1)
     rdzv_endpoint: str = "127.0.0.1:0"
-    rdzv_id: str = "efm-seg"
+    rdzv_backend: Literal["c10d", "etcd", "etcd-v2"] = "c10d"
+    rdzv_id: str = Field("efm-seg", min_length=1, pattern=r"\S")
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     sync_batchnorm: bool = False
     timeout: float = Field(1800.0, gt=0, allow_inf_nan=False)
+    max_restarts: int = Field(0, ge=0)
+    monitor_interval: float = Field(0.1, gt=0, allow_inf_nan=False)
 
     @property
     def world_size(self) -> int:
+        """Worker processes over all nodes."""
         return self.nproc_per_node * self.nnodes
+
+    @property
+    def enabled(self) -> bool:
+        """Whether training is distributed at all (more than one process)."""
+        return self.world_size > 1
 
     @model_validator(mode="after")
     def _endpoint(self) -> DistributedParams:
-        host, _, port = self.rdzv_endpoint.rpartition(":")
-        if not host or not port.isdigit():
+        _, port = parse_endpoint(self.rdzv_endpoint)
+        if self.nnodes > 1 and port == 0:
             raise ValueError(
-                f"rdzv_endpoint: {self.rdzv_endpoint!r} is not host:port (e.g. 10.0.0.1:29500)"
-            )
-        if self.nnodes > 1 and int(port) == 0:
-            raise ValueError(
-                f"rdzv_endpoint: {self.rdzv_endpoint!r}: several nodes must meet at a fixed "
-                "port that every node can reach (e.g. <first node's address>:29500)"
+                f"rdzv_endpoint needs a fixed port when nnodes > 1 (got {self.rdzv_endpoint!r} "
+                f"with nnodes={self.nnodes}): every node must reach the same host:port, so port "
+                "0 (any free port) cannot be used; e.g. 'node0:29500'"
             )
         return self
 
@@ -282,7 +340,7 @@ class TrainingParams(Block):
 
     @model_validator(mode="after")
     def _fp16_needs_cuda(self) -> TrainingParams:
-        if self.precision == "fp16" and resolve_device(self.device).type != "cuda":
+        if self.precision == "fp16" and not trains_on_cuda(self.device):
             raise ValueError(
                 f"precision: fp16 needs a CUDA device, and this run trains on the CPU (device "
                 f"{self.device!r}); use bf16 or fp32, or auto"
@@ -298,11 +356,7 @@ class TrainingParams(Block):
                 f"{world} processes of distributed (nproc_per_node × nnodes); make it a "
                 "multiple of them"
             )
-        if (
-            world > 1
-            and self.distributed.sync_batchnorm
-            and resolve_device(self.device).type != "cuda"
-        ):
+        if world > 1 and self.distributed.sync_batchnorm and not trains_on_cuda(self.device):
             raise ValueError(
                 "distributed.sync_batchnorm: torch's SyncBatchNorm works on CUDA only, and this "
                 f"run trains on the CPU (device {self.device!r}); set it to false"
@@ -318,7 +372,7 @@ class TrainingParams(Block):
     @field_validator("augment")
     @classmethod
     def _augment(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from efm_seg.training.data import build_transforms
+        from efm_seg.loading import build_transforms
 
         build_transforms(value, seed=0)  # raises naming augment.<key>
         return value
@@ -522,8 +576,6 @@ class PredictParams(Block):
 
     @model_validator(mode="after")
     def _window(self) -> PredictParams:
-        from efm_seg.inference import check_window
-
         check_window(self.window, self.overlap)
         return self
 
@@ -541,8 +593,6 @@ class DatasetParams(RootModel[dict[str, Any]]):
 
     @model_validator(mode="after")
     def _check(self) -> DatasetParams:
-        from efm_seg.data.labels import LabelScheme
-
         LabelScheme.from_params(self.root)
         return self
 
@@ -554,9 +604,6 @@ class IngestionParams(RootModel[dict[str, Any]]):
 
     @model_validator(mode="after")
     def _check(self) -> IngestionParams:
-        from efm_seg.data.parallel import resolve_workers
-        from efm_seg.data.raw import Layout
-
         Layout.from_params({k: v for k, v in self.root.items() if k != "workers"})
         resolve_workers(self.root.get("workers", "auto"), 1, "ingestion.workers")
         return self
@@ -569,100 +616,6 @@ class PreprocessingParams(RootModel[dict[str, Any]]):
 
     @model_validator(mode="after")
     def _check(self) -> PreprocessingParams:
-        from efm_seg.data.parallel import resolve_workers
-        from efm_seg.pipelines.preprocessing.nodes import PreprocessingConfig
-
         config = PreprocessingConfig.from_params(self.root)
         resolve_workers(config.workers, 1, "preprocessing.workers")
         return self
-
-
-def as_mapping(block: Any) -> dict[str, Any]:
-    """A block as a plain mapping, whether Kedro passed its validated model or a dict."""
-    if isinstance(block, RootModel):
-        return dict(block.root)
-    if isinstance(block, BaseModel):
-        return block.model_dump()
-    return dict(block or {})
-
-
-def check_input_sizes(pipeline, catalog) -> None:
-    """Refuse a run whose training stages cannot take the samples they would get.
-
-    Each single parameter block is validated by Kedro at session start; this one spans two: the
-    sample size (``preprocessing.size`` when preprocessing is part of the run, else the size of
-    the store on disk) and each stage's architecture, after its overrides. Without it, a
-    ``kedro run`` would preprocess (replacing the store) and only then find that FPN needs sides
-    divisible by 32.
-    """
-    from efm_seg.data.samples import SampleStore
-    from efm_seg.pipelines.training.pipeline import TRAINING_TAG
-    from efm_seg.training.data import sample_shape
-    from efm_seg.training.models import ModelSpec, check_input_size
-
-    # A training node's namespace is its stage (or study cell): baseline, study.FPN.seed0.full.efm
-    stages = sorted(n.namespace for n in pipeline.nodes if TRAINING_TAG in n.tags and n.namespace)
-    if not stages:
-        return
-    if "encoded_samples" in pipeline.all_outputs():
-        size = as_mapping(catalog.load("params:preprocessing"))["size"]
-        shape, setting = (size, size), "preprocessing.size"
-    else:
-        try:
-            store = catalog.load("encoded_samples")
-        except Exception:  # no store yet: the training node says so itself
-            return
-        if not isinstance(store, SampleStore) or not store.ids:
-            return
-        shape, setting = sample_shape(store, list(store.ids)), "preprocessing.size (the store's)"
-    num_classes = len(as_mapping(catalog.load("params:dataset"))["classes"])
-    loaded: dict[str, Any] = {}
-
-    def params(name: str) -> Any:  # each block once: a study has hundreds of cells
-        if name not in loaded:
-            loaded[name] = catalog.load(f"params:{name}")
-        return loaded[name]
-
-    for stage in stages:
-        if stage.startswith("study."):
-            recipe = study_cell_recipe(stage, params)
-        else:
-            recipe = stage_recipe(
-                catalog.load("params:training"), catalog.load(f"params:{stage}.overrides")
-            )
-        spec = ModelSpec(recipe.model.arch, recipe.model.encoder, num_classes)
-        try:
-            check_input_size(spec, *shape, setting=setting)
-        except ValueError as exc:
-            raise ValueError(f"{stage} stage: {exc}") from None
-
-
-def study_cell_recipe(name: str, params) -> TrainingParams:
-    """The recipe of the study cell ``name`` (``study.<arch>.seed<s>.<run>.<stage>``), refused
-    when an EFM stage's EFM would never switch on (``start_epoch`` after its last epoch).
-
-    Args:
-        name: The cell's name.
-        params: Returns a parameter block by name (``study``, ``training``, ...).
-    """
-    from efm_seg.study.grid import Cell, cell_recipe
-
-    cell = Cell.from_name(name)
-    training, overrides, _ = cell_recipe(
-        params("study"),
-        cell,
-        params("training"),
-        as_mapping(params(f"{cell.stage}.overrides")),
-        params("efm_method"),
-    )
-    try:
-        recipe = stage_recipe(training, overrides)
-    except ValidationError as exc:
-        raise ValueError(describe(exc, f"{name}.training")) from None
-    if recipe.efm.enabled and recipe.efm.start_epoch > recipe.epochs:
-        raise ValueError(
-            f"{name}: the EFM starts at epoch {recipe.efm.start_epoch} but the stage trains "
-            f"{recipe.epochs} epochs, so it would train without EFM; set study.overrides."
-            f"{cell.stage}.efm.start_epoch (or study.epochs.{cell.stage})"
-        )
-    return recipe

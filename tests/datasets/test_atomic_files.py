@@ -13,7 +13,7 @@ import yaml
 from fsspec.implementations.local import LocalFileOpener
 from kedro.io import DatasetError, Version
 
-from efm_seg.datasets import (
+from efm_seg.framework.datasets import (
     AtomicCSVDataset,
     AtomicJSONDataset,
     AtomicMatplotlibDataset,
@@ -172,17 +172,18 @@ def test_every_file_the_catalog_writes_is_written_atomically():
     """Kedro's own file datasets write in place; each persisted entry must use a type that
     stages its writes (ours) so that a crash never leaves a file the next run loads."""
     atomic = {
-        "efm_seg.datasets.AtomicCSVDataset",
-        "efm_seg.datasets.AtomicJSONDataset",
-        "efm_seg.datasets.AtomicTextDataset",
-        "efm_seg.datasets.AtomicMatplotlibDataset",
-        "efm_seg.datasets.TorchCheckpointDataset",  # atomic_write
-        "efm_seg.datasets.NpzDataset",  # atomic_write
-        "efm_seg.datasets.SampleStoreDataset",  # staged folder, swapped into place
-        "efm_seg.datasets.TrainingStateDataset",  # atomic_write, by the trainer
-        "efm_seg.datasets.SyntheticSceneFolderDataset",  # staged folder (the demo's raw data)
-        "efm_seg.datasets.PredictionFolderDataset",  # staged folder, renamed into place
-        "efm_seg.datasets.SceneFolderDataset",  # read only
+        "efm_seg.framework.datasets.AtomicCSVDataset",
+        "efm_seg.framework.datasets.AtomicJSONDataset",
+        "efm_seg.framework.datasets.AtomicTextDataset",
+        "efm_seg.framework.datasets.AtomicMatplotlibDataset",
+        "efm_seg.framework.datasets.TorchCheckpointDataset",  # atomic_write
+        "efm_seg.framework.datasets.NpzDataset",  # atomic_write
+        "efm_seg.framework.datasets.SampleStoreDataset",  # staged folder, swapped into place
+        "efm_seg.framework.datasets.TrainingStateDataset",  # atomic_write, by the trainer
+        # A staged folder (the demo's raw data).
+        "efm_seg.framework.datasets.SyntheticSceneFolderDataset",
+        "efm_seg.framework.datasets.PredictionFolderDataset",  # staged folder, renamed into place
+        "efm_seg.framework.datasets.SceneFolderDataset",  # read only
         "MemoryDataset",
     }
     entries = yaml.safe_load(CATALOG.read_text())

@@ -9,7 +9,7 @@ import torch
 from kedro.io import DatasetError
 from kedro.io.core import Version
 
-from efm_seg.datasets.checkpoint import NpzDataset, TorchCheckpointDataset
+from efm_seg.framework.datasets.checkpoint import NpzDataset, TorchCheckpointDataset
 
 
 class Payload:
@@ -106,13 +106,13 @@ def test_catalog_entries_work_versioned(tmp_path):
     catalog = DataCatalog.from_config(
         {
             "best": {
-                "type": "efm_seg.datasets.checkpoint.TorchCheckpointDataset",
+                "type": "efm_seg.framework.datasets.checkpoint.TorchCheckpointDataset",
                 "filepath": str(tmp_path / "best.pt"),
                 "versioned": True,
                 "load_args": {"map_location": "cpu"},
             },
             "maps": {
-                "type": "efm_seg.datasets.checkpoint.NpzDataset",
+                "type": "efm_seg.framework.datasets.checkpoint.NpzDataset",
                 "filepath": str(tmp_path / "maps.npz"),
                 "versioned": True,
             },

@@ -8,7 +8,11 @@ from kedro.io import DatasetError
 from PIL import Image
 
 from efm_seg.data.samples import EncodedSample, StoreChangedError, open_store, write_store
-from efm_seg.datasets import ImageFolderDataset, SampleStoreDataset, SyntheticSceneFolderDataset
+from efm_seg.framework.datasets import (
+    ImageFolderDataset,
+    SampleStoreDataset,
+    SyntheticSceneFolderDataset,
+)
 
 
 def sample(value: int, size: int = 8) -> EncodedSample:

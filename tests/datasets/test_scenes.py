@@ -10,7 +10,7 @@ from kedro.io import DatasetError, Version
 from PIL import Image
 
 from efm_seg.data.scenes import Prediction, Scene
-from efm_seg.datasets import PredictionFolderDataset, SceneFolderDataset
+from efm_seg.framework.datasets import PredictionFolderDataset, SceneFolderDataset
 
 CLASSES = ("land", "water")
 COLOURS = ((200, 180, 140), (30, 80, 200))

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 DAG = PROJECT_ROOT / "deploy/airflow/dags/efm_seg_dag.py"
 TASKS = ("ingestion", "preprocessing", "split", "baseline", "efm", "finetune", "evaluation")
 LOGICAL_DATE = "2026-02-01"
-VERSION = "2026-02-01T00.00.00.000Z"  # efm_seg.deployment.run_version of the logical date
+VERSION = "2026-02-01T00.00.00.000Z"  # efm_seg.framework.deployment.run_version of the logical date
 
 
 def test_the_shipped_dag_runs_every_task_as_one_run(deploy_env, tmp_path):

@@ -31,7 +31,7 @@ def test_the_wheel_declares_what_the_package_imports(deploy_env):
     extras = set(metadata.get_all("Provides-Extra"))
     assert {"viz", "airflow"} <= extras
     # The code and nothing of the tests or the configuration (that is the tarball's).
-    assert "efm_seg/deployment.py" in packaged
+    assert "efm_seg/framework/deployment.py" in packaged
     assert not any(n.startswith(("tests/", "conf/")) for n in packaged)
 
 

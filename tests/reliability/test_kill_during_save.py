@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from kedro.io import Version
 
-from efm_seg.datasets import AtomicCSVDataset
-from efm_seg.run_lock import _DEBRIS
+from efm_seg.framework.datasets import AtomicCSVDataset
+from efm_seg.framework.hooks.lock import _DEBRIS
 from tests.conftest import kedro_run, latest_version
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from kedro.io import DatasetError
 
-from efm_seg.datasets import TorchCheckpointDataset
+from efm_seg.framework.datasets import TorchCheckpointDataset
 from efm_seg.training.resume import StateFile
 from efm_seg.training.trainer import NumericFaultError, Trainer
 from tests.conftest import write_tiny_store

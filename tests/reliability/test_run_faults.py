@@ -14,9 +14,9 @@ import yaml
 from fsspec.implementations.local import LocalFileOpener
 from kedro.io import DatasetError
 
-from efm_seg.atomic import OutputWriteError
-from efm_seg.provenance import LoadVersionError
-from efm_seg.run_lock import _DEBRIS
+from efm_seg.basics.atomic import OutputWriteError
+from efm_seg.framework.hooks.checks import LoadVersionError
+from efm_seg.framework.hooks.lock import _DEBRIS
 from tests.conftest import kedro_run as run
 from tests.conftest import latest_version
 from tests.conftest import saved_versions as versions

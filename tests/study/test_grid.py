@@ -8,9 +8,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from efm_seg.config_loader import ProjectConfigLoader
-from efm_seg.parameters import StudyParams, study_cell_recipe
-from efm_seg.study.grid import Cell, cell_recipe, cells, expected_fingerprint
+from efm_seg.framework.config_loader import ProjectConfigLoader
+from efm_seg.parameters import StudyParams
+from efm_seg.study.grid import Cell, cell_recipe, cells, checked_cell_recipe, expected_fingerprint
 
 TRAINING = {
     "model": {"arch": "FPN", "encoder": "resnet18"},
@@ -142,9 +142,9 @@ def test_a_cell_whose_efm_would_never_switch_on_is_refused():
         "efm_method": METHOD,
     }
     with pytest.raises(ValueError, match=r"study.FPN.seed3.full.efm: the EFM starts at epoch 6"):
-        study_cell_recipe("study.FPN.seed3.full.efm", blocks.__getitem__)
+        checked_cell_recipe("study.FPN.seed3.full.efm", blocks.__getitem__)
     blocks["efm.overrides"] = STAGES["efm"]  # start 5 of 5 epochs: on in the last one
-    assert study_cell_recipe("study.FPN.seed3.full.efm", blocks.__getitem__).epochs == 5
+    assert checked_cell_recipe("study.FPN.seed3.full.efm", blocks.__getitem__).epochs == 5
 
 
 def test_the_dubai_study_is_the_shipped_grid():

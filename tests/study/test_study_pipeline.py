@@ -18,8 +18,8 @@ from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from efm_seg.pipelines.study import nodes as study_nodes
-from efm_seg.pipelines.study.nodes import StaleCellError
+from efm_seg.study.cells import StaleCellError
+from efm_seg.training import stage as study_nodes  # the study nodes train through it
 from tests.conftest import kedro_run, latest_version, saved_versions
 
 GRID = {

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from efm_seg.data.samples import EncodedSample, write_store
-from efm_seg.training.data import (
+from efm_seg.loading import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     SegmentationSamples,

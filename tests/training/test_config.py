@@ -7,7 +7,9 @@ import pytest
 import torch
 import yaml
 
-from efm_seg.training.config import ConfigError, EFMSchedule, TrainConfig, deep_merge
+from efm_seg.basics.mappings import deep_merge
+from efm_seg.training.config import ConfigError, EFMSchedule, TrainConfig
+from efm_seg.training.precision import resolve_device, resolve_precision
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "base"
 
@@ -69,16 +71,19 @@ def test_invalid_parameters_name_the_parameter(changes, message):
 
 def test_device_and_precision_resolution_on_cpu():
     config = stage_config(device="cpu", precision="auto")
-    assert config.resolve_device() == torch.device("cpu")
-    assert config.resolve_precision(torch.device("cpu")) == (None, False)
-    assert stage_config(precision="bf16").resolve_precision(torch.device("cpu")) == (
+    assert resolve_device(config.device) == torch.device("cpu")
+    assert resolve_precision(config, torch.device("cpu")) == (None, False)
+    assert resolve_precision(stage_config(precision="bf16"), torch.device("cpu")) == (
         torch.bfloat16,
         False,
     )
-    fp16 = dataclasses.replace(config, precision="fp16")  # as on a machine with a GPU
+    # As on a machine with a GPU (validation on this one would refuse fp16 before).
+    fp16 = dataclasses.replace(
+        config, recipe=config.recipe.model_copy(update={"precision": "fp16"})
+    )
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        fp16.resolve_precision(torch.device("cpu"))
-    assert fp16.resolve_precision(torch.device("cuda")) == (torch.float16, True)
+        resolve_precision(fp16, torch.device("cpu"))
+    assert resolve_precision(fp16, torch.device("cuda")) == (torch.float16, True)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without GPU")

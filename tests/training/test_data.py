@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from efm_seg.data.samples import EncodedSample, SampleStore, write_store
-from efm_seg.training.data import (
+from efm_seg.loading import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     EFMStore,

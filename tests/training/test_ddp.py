@@ -18,9 +18,9 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from efm_seg.efm import EFMLoss
+from efm_seg.loading import SegmentationSamples
+from efm_seg.models import model_from_checkpoint
 from efm_seg.training import distributed
-from efm_seg.training.data import SegmentationSamples
-from efm_seg.training.models import model_from_checkpoint
 from efm_seg.training.resume import StateFile
 from efm_seg.training.trainer import StageJob, Trainer, epoch_scores, train
 from tests.conftest import kedro_run, latest_version, saved_versions

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from efm_seg.training.models import (
+from efm_seg.models import (
     CHECKPOINT_FORMAT,
     ModelSpec,
     build_model,

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from efm_seg.efm import fingerprint_map
-from efm_seg.training.config import ConfigError
-from efm_seg.training.data import (
+from efm_seg.loading import (
     SegmentationSamples,
     apply_dihedral,
     build_transforms,
     dihedral_key,
     undo_dihedral,
 )
+from efm_seg.training.config import ConfigError
 from tests.training.test_trainer import (
     EFM_MAP,
     GEOMETRIC,

@@ -20,11 +20,12 @@ import yaml
 from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from efm_seg.basics.mappings import deep_merge
 from efm_seg.data.samples import EncodedSample, write_store
 from efm_seg.efm import EFMLoss, fingerprint_map
-from efm_seg.training.config import TrainConfig, deep_merge
-from efm_seg.training.data import SegmentationSamples
-from efm_seg.training.models import model_from_checkpoint
+from efm_seg.loading import SegmentationSamples
+from efm_seg.models import model_from_checkpoint
+from efm_seg.training.config import TrainConfig
 from efm_seg.training.trainer import StageResult, Trainer, epoch_scores
 from tests.conftest import scene_labels, write_tiny_store
 

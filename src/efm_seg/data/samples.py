@@ -12,7 +12,8 @@ On disk a store is a folder::
 
 so a person can open any sample with an image viewer, and training reads one sample at a time.
 The fingerprint (:func:`store_fingerprint`) identifies the content: checkpoints record it, and
-training and evaluation refuse a store that is not the one they started from (``efm_seg.lineage``).
+training and evaluation refuse a store that is not the one they started from
+(``efm_seg.basics.lineage``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from efm_seg.lineage import digest
+from efm_seg.basics.lineage import digest
 
 INDEX_FILE = "samples.json"
 TABLE_FILE = "index.csv"  # one row per sample, written by preprocessing (source, group, counts)

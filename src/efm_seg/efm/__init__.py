@@ -15,30 +15,52 @@ Typical step::
     loss = criterion(logits, masks, efm)  # criterion = EFMLoss(C, ignore_index=255)
 """
 
-from efm_seg.efm.loss import (
-    DEFAULT_LABEL_SMOOTHING,
-    DEFAULT_LAMBDA_CE,
-    DEFAULT_LAMBDA_DICE,
-    DEFAULT_TOPK_RATIO,
-    EFMLoss,
-    topk_mean,
-)
-from efm_seg.efm.maps import (
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from efm_seg.efm.defaults import (
     DEFAULT_ALPHA,
-    DEFAULT_SIGMA,
-    entropy_map,
-    error_map,
-    fingerprint_map,
-)
-from efm_seg.efm.weights import (
     DEFAULT_ALPHA_F,
     DEFAULT_BETA_F,
     DEFAULT_GAMMA,
     DEFAULT_KERNEL_SIZE,
-    boundary_weight,
-    efm_factor,
-    pixel_weights,
+    DEFAULT_LABEL_SMOOTHING,
+    DEFAULT_LAMBDA_CE,
+    DEFAULT_LAMBDA_DICE,
+    DEFAULT_SIGMA,
+    DEFAULT_TOPK_RATIO,
 )
+
+# The functions need torch; they are imported on first use, so that reading the defaults (the
+# parameter schemas do, whenever the CLI starts) costs no torch import.
+_LAZY = {
+    "EFMLoss": "loss",
+    "topk_mean": "loss",
+    "entropy_map": "maps",
+    "error_map": "maps",
+    "fingerprint_map": "maps",
+    "boundary_weight": "weights",
+    "efm_factor": "weights",
+    "pixel_weights": "weights",
+}
+
+if TYPE_CHECKING:
+    from efm_seg.efm.loss import EFMLoss, topk_mean
+    from efm_seg.efm.maps import entropy_map, error_map, fingerprint_map
+    from efm_seg.efm.weights import boundary_weight, efm_factor, pixel_weights
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f"efm_seg.efm.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'efm_seg.efm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "DEFAULT_ALPHA",

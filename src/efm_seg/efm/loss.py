@@ -17,6 +17,12 @@ from efm_seg.efm._checks import (
     check_number,
     check_odd_kernel,
 )
+from efm_seg.efm.defaults import (
+    DEFAULT_LABEL_SMOOTHING,
+    DEFAULT_LAMBDA_CE,
+    DEFAULT_LAMBDA_DICE,
+    DEFAULT_TOPK_RATIO,
+)
 from efm_seg.efm.weights import (
     DEFAULT_ALPHA_F,
     DEFAULT_BETA_F,
@@ -27,24 +33,6 @@ from efm_seg.efm.weights import (
     boundary_weight,
     efm_factor,
 )
-
-DEFAULT_LAMBDA_CE = 1.0
-"""λ1 of eqs. 6/10. The paper gives no value, only a "balanced" CE + Dice: equal weights."""
-
-DEFAULT_LAMBDA_DICE = 1.0
-"""λ2 of eqs. 6/10, equal to λ1 (see :data:`DEFAULT_LAMBDA_CE`)."""
-
-DEFAULT_LABEL_SMOOTHING = 0.05
-"""Label smoothing of the CE, the paper's value (section 3.3)."""
-
-DEFAULT_TOPK_RATIO = 0.25
-"""Fraction k of eq. 11 (the paper leaves it open).
-
-The hardest quarter of each image's valid pixels, a moderate hard-pixel-mining ratio: 65 536
-pixels of a 512² tile is still a large, stable sample, the CE term concentrates on the hardest
-(edge / error / uncertain) pixels, and the Dice term keeps seeing every pixel. ``1.0`` turns
-the selection off.
-"""
 
 
 def _autocast_off(device_type: str) -> contextlib.AbstractContextManager[object]:

@@ -20,17 +20,7 @@ from efm_seg.efm._checks import (
     check_probs_target,
     work_dtype,
 )
-
-DEFAULT_ALPHA = 0.6
-"""α of eq. 4, the paper's empirical value."""
-
-DEFAULT_SIGMA = 2.0
-"""Standard deviation, in pixels, of the Gaussian of eq. 5 (the paper leaves it open).
-
-Two pixels removes isolated single-pixel speckle (the stated purpose of eq. 5) while keeping the
-map local: the half-maximum width is 2.355·σ ≈ 5 px, i.e. the focus stays within a few pixels of
-an error or an uncertain edge instead of washing over whole objects of a 512² aerial tile.
-"""
+from efm_seg.efm.defaults import DEFAULT_ALPHA, DEFAULT_SIGMA
 
 _TRUNCATE = 3.0
 """The Gaussian kernel is cut at ±3σ (the usual 3σ rule: 99.7 % of its mass)."""

@@ -17,25 +17,10 @@ from efm_seg.efm._checks import (
     check_number,
     check_odd_kernel,
 )
+from efm_seg.efm.defaults import DEFAULT_ALPHA_F, DEFAULT_BETA_F, DEFAULT_GAMMA, DEFAULT_KERNEL_SIZE
 
 WeightForm = Literal["eq9", "eq7"]
 FORMS: tuple[str, ...] = ("eq9", "eq7")
-
-DEFAULT_GAMMA = 1.2
-"""γ of eq. 8, the paper's value."""
-
-DEFAULT_KERNEL_SIZE = 3
-"""Pooling window of eq. 8 (the paper leaves it open).
-
-3×3 is the elementary morphological neighbourhood: it marks exactly the pixels that touch another
-class (a band one pixel wide on each side of every edge). Wider bands can be asked for.
-"""
-
-DEFAULT_ALPHA_F = 2.0
-"""α_f of eqs. 7/9, the paper's value ("α = 2.0" in section 3.3)."""
-
-DEFAULT_BETA_F = 1.5
-"""β_f of eqs. 7/9, the paper's value ("β = 1.5" in section 3.3)."""
 
 
 def _box_counts(one_hot: torch.Tensor, kernel_size: int, dtype: torch.dtype) -> torch.Tensor:

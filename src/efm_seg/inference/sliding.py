@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from efm_seg.basics.windows import check_window
 from efm_seg.evaluation.tta import predict_probs
 
 
@@ -46,18 +47,6 @@ def blend_weights(window: int, overlap: int) -> torch.Tensor:
         ramp[:overlap] = edge
         ramp[window - overlap :] = edge.flip(0)
     return ramp[:, None] * ramp[None, :]
-
-
-def check_window(window: int, overlap: int) -> None:
-    if window < 1:
-        raise ValueError(f"window must be at least 1 pixel, got {window}")
-    if not 0 <= overlap < window:
-        raise ValueError(f"overlap must be in [0, window={window}), got {overlap}")
-    if overlap > window // 2:
-        raise ValueError(
-            f"overlap {overlap} is more than half the window {window}: every pixel would be "
-            "predicted more than four times"
-        )
 
 
 @torch.inference_mode()

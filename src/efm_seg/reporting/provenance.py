@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from efm_seg.provenance import describe_commit
+from efm_seg.basics.provenance import describe_commit
 from efm_seg.reporting.report import stage_label
 
 Table = tuple[str, str, pd.DataFrame]

@@ -1,26 +1,8 @@
-"""The study: a grid of training runs (architectures × seeds × EFM variants) and its analysis."""
+"""The study: a grid of training runs (architectures × seeds × EFM variants), its cells checked
+to form one study, and its analysis.
 
-from efm_seg.study.analysis import METRICS, paired_differences, per_seed_table, summary_table
-from efm_seg.study.grid import (
-    BASELINE,
-    REFERENCE,
-    Cell,
-    cell_recipe,
-    cells,
-    recipe_fingerprint,
-    study_runs,
-)
-
-__all__ = [
-    "BASELINE",
-    "METRICS",
-    "REFERENCE",
-    "Cell",
-    "cell_recipe",
-    "cells",
-    "paired_differences",
-    "per_seed_table",
-    "recipe_fingerprint",
-    "study_runs",
-    "summary_table",
-]
+- :mod:`efm_seg.study.grid`: the cells and the exact recipe of each;
+- :mod:`efm_seg.study.cells`: the saved cells checked against the current configuration;
+- :mod:`efm_seg.study.analysis`, :mod:`~efm_seg.study.summary`, :mod:`~efm_seg.study.figures`,
+  :mod:`~efm_seg.study.report`: per-seed tables, paired differences and their write-up.
+"""

@@ -9,18 +9,19 @@ one architecture and seed; each cell is a training node under the namespace
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from efm_seg.lineage import config_fingerprint
-from efm_seg.parameters import STUDY_BASELINES, StudyParams, as_mapping, deep_merge
+from pydantic import ValidationError
+
+from efm_seg.basics.lineage import config_fingerprint
+from efm_seg.basics.mappings import as_mapping, deep_merge
+from efm_seg.parameters import STUDY_BASELINES, StudyParams, TrainingParams, describe, stage_recipe
+from efm_seg.training.config import TrainConfig, recipe_of
 
 BASELINE, REFERENCE = STUDY_BASELINES
 EFM_STAGES = ("efm", "finetune")
-
-# What a recipe fingerprint leaves out: where a cell runs and how often it saves its state.
-_NOT_RECIPE = ("stage", "device", "num_workers", "resume", "resume_every")
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,8 @@ def cell_recipe(
 
 def recipe_fingerprint(config: Mapping[str, Any]) -> str:
     """The fingerprint of a trained stage's recipe (a checkpoint's ``config``, or
-    ``asdict(TrainConfig)``), without where it ran or how often it saved its state."""
-    return config_fingerprint({k: v for k, v in config.items() if k not in _NOT_RECIPE})
+    ``TrainConfig.record()``), without where and how it ran (``NOT_RECIPE``)."""
+    return config_fingerprint(recipe_of(config))
 
 
 def expected_fingerprint(
@@ -129,9 +130,36 @@ def expected_fingerprint(
     efm_method: Any,
 ) -> str:
     """The recipe fingerprint the cell's checkpoint must carry under the current configuration."""
-    from efm_seg.training.config import TrainConfig
-
     config = TrainConfig.from_params(
         cell.name, *cell_recipe(study, cell, training, stage_overrides, efm_method)
     )
-    return recipe_fingerprint(asdict(config))
+    return recipe_fingerprint(config.record())
+
+
+def checked_cell_recipe(name: str, params: Callable[[str], Any]) -> TrainingParams:
+    """The recipe of the study cell ``name`` (``study.<arch>.seed<s>.<run>.<stage>``), refused
+    when an EFM stage's EFM would never switch on (``start_epoch`` after its last epoch).
+
+    Args:
+        name: The cell's name.
+        params: Returns a parameter block by name (``study``, ``training``, ...).
+    """
+    cell = Cell.from_name(name)
+    training, overrides, _ = cell_recipe(
+        params("study"),
+        cell,
+        params("training"),
+        as_mapping(params(f"{cell.stage}.overrides")),
+        params("efm_method"),
+    )
+    try:
+        recipe = stage_recipe(training, overrides)
+    except ValidationError as exc:
+        raise ValueError(describe(exc, f"{name}.training")) from None
+    if recipe.efm.enabled and recipe.efm.start_epoch > recipe.epochs:
+        raise ValueError(
+            f"{name}: the EFM starts at epoch {recipe.efm.start_epoch} but the stage trains "
+            f"{recipe.epochs} epochs, so it would train without EFM; set study.overrides."
+            f"{cell.stage}.efm.start_epoch (or study.epochs.{cell.stage})"
+        )
+    return recipe

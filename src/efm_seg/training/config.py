@@ -1,33 +1,39 @@
-"""Training configuration: the paper's recipe as one validated object per stage.
+"""Training configuration: one stage's recipe, as the trainer reads it.
 
-A stage's settings are the shared ``training`` block with the stage's own overrides merged in
-(``baseline``, ``efm`` and ``finetune`` in ``conf/base/parameters_<stage>.yml``), so the three
-stages differ only in what they override.
+The parameter schemas of :mod:`efm_seg.parameters` are the one definition of every training
+setting (names, types, defaults, rules). A stage's recipe is the shared ``training`` block with
+the stage's own overrides merged in (``baseline``, ``efm`` and ``finetune`` in
+``conf/base/parameters_<stage>.yml``), so the three stages differ only in what they override;
+:class:`TrainConfig` holds that validated recipe and ``efm_method``, and derives everything
+else from them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-import torch
 from pydantic import ValidationError
 
 from efm_seg.parameters import (
     EFMMethodParams,
+    EFMScheduleParams,
     StageOverrides,
     TrainingParams,
-    deep_merge,
     describe,
-    resolve_device,
     stage_recipe,
 )
 
-__all__ = ["ConfigError", "EFMSchedule", "TrainConfig", "deep_merge"]
+__all__ = ["NOT_RECIPE", "ConfigError", "EFMSchedule", "TrainConfig"]
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
-EFMSource = Literal["per_sample", "online", "validation_prior"]
+EFMSchedule = EFMScheduleParams
+"""When the EFM is (re)computed, and how (``training.efm``)."""
+
+NOT_RECIPE = ("stage", "device", "num_workers", "resume", "resume_every", "distributed")
+"""The keys of :meth:`TrainConfig.record` that say where and how a stage runs rather than what
+it learns: left out of a recipe's fingerprint (the study's kept cells) and of the key a saved
+training state must match to be resumed (another device or process count may resume it)."""
 
 
 class ConfigError(ValueError):
@@ -35,87 +41,19 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class EFMSchedule:
-    """When the EFM is (re)computed: at ``start_epoch``, then every ``every`` epochs (1-based).
+class TrainConfig:
+    """Everything one training stage needs; built by :meth:`from_params`.
 
-    The paper (§2.3 step 3, §3.3) recomputes "every two epochs, starting from the fifth"; before
-    ``start_epoch`` the loss runs without an EFM. Epoch numbers count from 1.
+    Attributes:
+        stage: The stage's name (``baseline``, ``efm``, ``finetune`` or a study cell), used
+            in messages.
+        recipe: ``training`` with the stage's overrides merged in, validated.
+        method: ``efm_method``: the EFM map's and the loss's constants.
     """
 
-    enabled: bool = False
-    source: EFMSource = "per_sample"
-    update: Literal["refresh", "step"] = "refresh"
-    start_epoch: int = 5
-    every: int = 2
-    warmup_epochs: int = 0
-
-    def describe(self) -> str:
-        """How the EFM is made, for the log."""
-        if self.source == "per_sample" and self.update == "step":
-            text = f"per_sample from each training step, used from epoch {self.start_epoch}"
-        elif self.source == "online":
-            text = f"online from epoch {self.start_epoch}"
-        else:
-            text = f"{self.source} from epoch {self.start_epoch}, refreshed every {self.every}"
-        if self.warmup_epochs:
-            text += f", full strength after a {self.warmup_epochs}-epoch warm-up"
-        return text
-
-    def collects_from_steps(self, epoch: int) -> bool:
-        """Whether ``epoch``'s training steps fill the per-sample store (``update: step``): from
-        the epoch before ``start_epoch``, so the maps are ready when the loss first uses them."""
-        return (
-            self.enabled
-            and self.source == "per_sample"
-            and self.update == "step"
-            and epoch >= self.start_epoch - 1
-        )
-
-    def is_refresh_epoch(self, epoch: int) -> bool:
-        return epoch >= self.start_epoch and (epoch - self.start_epoch) % self.every == 0
-
-    def active(self, epoch: int) -> bool:
-        """Whether the loss uses an EFM in ``epoch``."""
-        return self.enabled and epoch >= self.start_epoch
-
-    def strength(self, epoch: int) -> float:
-        """The warm-up's fraction of full EFM strength in ``epoch`` (1.0 once warmed up):
-        ``k / (warmup_epochs + 1)`` in the k-th epoch with an EFM, so no epoch is a no-op."""
-        if not self.active(epoch):
-            return 0.0
-        return min(1.0, (epoch - self.start_epoch + 1) / (self.warmup_epochs + 1))
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything one training stage needs; built by :meth:`from_params`."""
-
     stage: str
-    arch: str
-    encoder: str
-    encoder_weights: str | None
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    scheduler: Literal["cosine", "none"]
-    grad_clip: float | None
-    precision: Precision
-    ema_enabled: bool
-    ema_decay: float
-    device: str
-    seed: int
-    num_workers: int
-    augment: dict[str, Any]
-    efm: EFMSchedule
-    snapshot_count: int
-    init_from: Literal["previous"] | None
-    loss: dict[str, Any] = field(default_factory=dict)
-    efm_map: dict[str, Any] = field(default_factory=dict)
-    resume: bool = True
-    resume_every: int = 1
-    normalization: Literal["auto", "imagenet", "dataset"] = "auto"
-    distributed: dict[str, Any] = field(default_factory=dict)  # training.distributed
+    recipe: TrainingParams
+    method: EFMMethodParams = field(default_factory=EFMMethodParams)
 
     @classmethod
     def from_params(
@@ -145,57 +83,142 @@ class TrainConfig:
             method = EFMMethodParams.model_validate(efm_method or {})
         except ValidationError as exc:
             raise ConfigError(describe(exc, "efm_method")) from None
-        return cls(
-            stage=stage,
-            arch=recipe.model.arch,
-            encoder=recipe.model.encoder,
-            encoder_weights=recipe.model.encoder_weights,
-            epochs=recipe.epochs,
-            batch_size=recipe.batch_size,
-            lr=recipe.optimizer.lr,
-            weight_decay=recipe.optimizer.weight_decay,
-            scheduler=recipe.scheduler,
-            grad_clip=recipe.grad_clip or None,
-            precision=recipe.precision,
-            ema_enabled=recipe.ema.enabled,
-            ema_decay=recipe.ema.decay,
-            device=recipe.device,
-            seed=recipe.seed,
-            num_workers=recipe.num_workers,
-            augment=dict(recipe.augment),
-            efm=EFMSchedule(**recipe.efm.model_dump()),
-            snapshot_count=recipe.snapshots.count,
-            init_from=recipe.init_from,
-            loss=method.loss.model_dump(),
-            efm_map=method.map.model_dump(),
-            resume=recipe.resume.enabled,
-            resume_every=recipe.resume.every,
-            normalization=recipe.normalization,
-            distributed=recipe.distributed.model_dump(),
-        )
+        return cls(stage=stage, recipe=recipe, method=method)
 
-    def resolve_device(self) -> torch.device:
-        """``auto``: CUDA when available, else the CPU."""
-        return resolve_device(self.device)
+    # -- what the trainer reads, derived from the recipe --------------------------------------
+    @property
+    def arch(self) -> str:
+        return self.recipe.model.arch
 
-    def resolve_precision(self, device: torch.device) -> tuple[torch.dtype | None, bool]:
-        """The autocast dtype (``None`` = fp32) and whether a gradient scaler is needed.
+    @property
+    def encoder(self) -> str:
+        return self.recipe.model.encoder
 
-        ``auto`` is fp32 on the CPU (bf16 autocast is slower than fp32 on most CPUs) and, on CUDA,
-        bf16 where the GPU supports it, else fp16 with a gradient scaler.
-        """
-        precision = self.precision
-        if precision == "auto":
-            if device.type != "cuda":
-                return None, False
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if precision == "fp32":
-            return None, False
-        if precision == "bf16":
-            return torch.bfloat16, False
-        if device.type != "cuda":
-            raise ConfigError(
-                f"{self.stage}.training.precision: fp16 needs a CUDA device; use bf16 or fp32 "
-                f"on {device.type}"
-            )
-        return torch.float16, True
+    @property
+    def encoder_weights(self) -> str | None:
+        return self.recipe.model.encoder_weights
+
+    @property
+    def epochs(self) -> int:
+        return self.recipe.epochs
+
+    @property
+    def batch_size(self) -> int:
+        return self.recipe.batch_size
+
+    @property
+    def lr(self) -> float:
+        return self.recipe.optimizer.lr
+
+    @property
+    def weight_decay(self) -> float:
+        return self.recipe.optimizer.weight_decay
+
+    @property
+    def scheduler(self) -> str:
+        return self.recipe.scheduler
+
+    @property
+    def grad_clip(self) -> float | None:
+        return self.recipe.grad_clip or None
+
+    @property
+    def precision(self) -> str:
+        return self.recipe.precision
+
+    @property
+    def ema_enabled(self) -> bool:
+        return self.recipe.ema.enabled
+
+    @property
+    def ema_decay(self) -> float:
+        return self.recipe.ema.decay
+
+    @property
+    def device(self) -> str:
+        return self.recipe.device
+
+    @property
+    def seed(self) -> int:
+        return self.recipe.seed
+
+    @property
+    def num_workers(self) -> int:
+        return self.recipe.num_workers
+
+    @property
+    def augment(self) -> dict[str, Any]:
+        return dict(self.recipe.augment)
+
+    @property
+    def efm(self) -> EFMSchedule:
+        return self.recipe.efm
+
+    @property
+    def snapshot_count(self) -> int:
+        return self.recipe.snapshots.count
+
+    @property
+    def init_from(self) -> str | None:
+        return self.recipe.init_from
+
+    @property
+    def loss(self) -> dict[str, Any]:
+        return self.method.loss.model_dump()
+
+    @property
+    def efm_map(self) -> dict[str, Any]:
+        return self.method.map.model_dump()
+
+    @property
+    def resume(self) -> bool:
+        return self.recipe.resume.enabled
+
+    @property
+    def resume_every(self) -> int:
+        return self.recipe.resume.every
+
+    @property
+    def normalization(self) -> str:
+        return self.recipe.normalization
+
+    @property
+    def distributed(self):
+        return self.recipe.distributed
+
+    def record(self) -> dict[str, Any]:
+        """The stage's settings as plain values: what its checkpoint records as ``config``
+        (and the report's recipe table shows), one flat key per setting."""
+        return {
+            "stage": self.stage,
+            "arch": self.arch,
+            "encoder": self.encoder,
+            "encoder_weights": self.encoder_weights,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "scheduler": self.scheduler,
+            "grad_clip": self.grad_clip,
+            "precision": self.precision,
+            "ema_enabled": self.ema_enabled,
+            "ema_decay": self.ema_decay,
+            "device": self.device,
+            "seed": self.seed,
+            "num_workers": self.num_workers,
+            "augment": self.augment,
+            "efm": self.efm.model_dump(),
+            "snapshot_count": self.snapshot_count,
+            "init_from": self.init_from,
+            "loss": self.loss,
+            "efm_map": self.efm_map,
+            "resume": self.resume,
+            "resume_every": self.resume_every,
+            "normalization": self.normalization,
+            "distributed": self.distributed.model_dump(),
+        }
+
+
+def recipe_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A :meth:`TrainConfig.record` (or a checkpoint's ``config``) without :data:`NOT_RECIPE`."""
+    return {key: value for key, value in record.items() if key not in NOT_RECIPE}

@@ -48,12 +48,12 @@ from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalEx
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+from efm_seg.parameters import DistributedParams, parse_endpoint
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BACKENDS = ("auto", "nccl", "gloo")
-RDZV_BACKENDS = ("c10d", "etcd", "etcd-v2")
 
 # The launcher's own loggers; at INFO they print every rendezvous round and worker-group state.
 _ELASTIC_LOGGERS = ("torch.distributed.elastic", "torch.distributed.launcher")
@@ -90,110 +90,18 @@ class ProcessGroupInitError(RuntimeError):
     """A worker could not join the default process group (raised inside the worker)."""
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+DistributedConfig = DistributedParams
+"""How many processes train, where they meet, and how they communicate: ``training.distributed``
+(:class:`efm_seg.parameters.DistributedParams`, the one definition of these settings)."""
 
 
-def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """``(host, port)`` of a ``host:port`` endpoint (an IPv6 host in brackets: ``[::1]:29500``).
-
-    Raises:
-        ValueError: When ``endpoint`` is not ``host:port`` with a port in 0..65535.
-    """
-    host, sep, port_text = endpoint.rpartition(":") if isinstance(endpoint, str) else ("", "", "")
-    host = host.strip()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.strip().isdigit() or int(port_text) > 65535:
-        raise ValueError(
-            f"{_PREFIX}.rdzv_endpoint must be 'host:port' with a port in 0..65535 (0: any free "
-            f"port, single node only), got {endpoint!r}"
-        )
-    return host, int(port_text)
-
-
-@dataclass(frozen=True)
-class DistributedConfig:
-    """How many processes train, where they meet, and how they communicate.
-
-    Attributes:
-        nproc_per_node: Worker processes on this node (one per GPU with NCCL).
-        nnodes: Nodes taking part; every node runs the same command with the same settings.
-        rdzv_endpoint: ``host:port`` of the rendezvous, reachable from every node. Port 0 picks a
-            free port (single node only: other nodes could not know it).
-        rdzv_backend: The launcher's rendezvous backend (``c10d`` needs no extra service).
-        rdzv_id: The job's id at the rendezvous; nodes of one job share it.
-        backend: ``auto`` (NCCL when training on CUDA, gloo otherwise), ``nccl`` or ``gloo``.
-        max_restarts: How often the launcher restarts the whole worker group after a failure.
-        monitor_interval: Seconds between the launcher's checks on its workers.
-        timeout: Seconds a collective waits for the other ranks before failing: a rank that
-            died or took another path stops the run with an error instead of a hang.
-    """
-
-    nproc_per_node: int = 1
-    nnodes: int = 1
-    rdzv_endpoint: str = "127.0.0.1:0"
-    rdzv_backend: str = "c10d"
-    rdzv_id: str = "efm-seg"
-    backend: str = "auto"
-    max_restarts: int = 0
-    monitor_interval: float = 0.1
-    timeout: float = 1800.0
-
-    def __post_init__(self) -> None:
-        for name in ("nproc_per_node", "nnodes"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"{_PREFIX}.{name} must be an integer ≥ 1, got {value!r}")
-        _, port = parse_endpoint(self.rdzv_endpoint)
-        if self.nnodes > 1 and port == 0:
-            raise ValueError(
-                f"{_PREFIX}.rdzv_endpoint needs a fixed port when nnodes > 1 (got "
-                f"{self.rdzv_endpoint!r} with nnodes={self.nnodes}): every node must reach the "
-                "same host:port, so port 0 (any free port) cannot be used; e.g. 'node0:29500'"
-            )
-        if self.rdzv_backend not in RDZV_BACKENDS:
-            raise ValueError(
-                f"{_PREFIX}.rdzv_backend must be one of {', '.join(RDZV_BACKENDS)}, "
-                f"got {self.rdzv_backend!r}"
-            )
-        if not isinstance(self.rdzv_id, str) or not self.rdzv_id.strip():
-            raise ValueError(f"{_PREFIX}.rdzv_id must be a non-empty string, got {self.rdzv_id!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(
-                f"{_PREFIX}.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
-            )
-        if not _is_int(self.max_restarts) or self.max_restarts < 0:
-            raise ValueError(
-                f"{_PREFIX}.max_restarts must be an integer ≥ 0, got {self.max_restarts!r}"
-            )
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, int | float):
-            raise ValueError(f"{_PREFIX}.timeout must be a number of seconds, got {self.timeout!r}")
-        if self.timeout <= 0:
-            raise ValueError(f"{_PREFIX}.timeout must be > 0 seconds, got {self.timeout!r}")
-        interval = self.monitor_interval
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
-            raise ValueError(
-                f"{_PREFIX}.monitor_interval must be a number of seconds > 0, got {interval!r}"
-            )
-
-    @property
-    def world_size(self) -> int:
-        """Worker processes over all nodes."""
-        return self.nproc_per_node * self.nnodes
-
-    @property
-    def enabled(self) -> bool:
-        """Whether training is distributed at all (more than one process)."""
-        return self.world_size > 1
-
-    def resolve_backend(self, device: str | torch.device | None = None) -> str:
-        """The process-group backend: ``backend`` itself, or for ``auto`` NCCL when CUDA is
-        available and ``device`` (when given) is a CUDA device, gloo otherwise."""
-        if self.backend != "auto":
-            return self.backend
-        on_cuda = device is None or torch.device(device).type == "cuda"
-        return "nccl" if on_cuda and torch.cuda.is_available() else "gloo"
+def resolve_backend(config: DistributedConfig, device: str | torch.device | None = None) -> str:
+    """The process-group backend: ``config.backend`` itself, or for ``auto`` NCCL when CUDA is
+    available and ``device`` (when given) is a CUDA device, gloo otherwise."""
+    if config.backend != "auto":
+        return config.backend
+    on_cuda = device is None or torch.device(device).type == "cuda"
+    return "nccl" if on_cuda and torch.cuda.is_available() else "gloo"
 
 
 # --- launching ------------------------------------------------------------------------------
@@ -390,7 +298,7 @@ def launch(
             ``max_restarts`` asks elastic to restart the whole group after any failure).
         KeyboardInterrupt: When the launching process gets SIGINT; the workers are stopped.
     """
-    backend = config.resolve_backend(device)
+    backend = resolve_backend(config, device)
     if backend == "nccl" and torch.cuda.device_count() < config.nproc_per_node:
         raise ValueError(
             f"{_PREFIX}.backend nccl needs one CUDA device per process: nproc_per_node="

@@ -15,9 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from efm_seg.atomic import atomic_write
+from efm_seg.basics.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +40,9 @@ class StateFile:
         """The saved state, or ``None`` when there is none. Read with ``weights_only=True``."""
         if not self.path.is_file():
             return None
+        # torch here, not at the top: node signatures name StateFile, and the CLI imports them.
+        import torch
+
         try:
             state = torch.load(self.path, weights_only=True, map_location="cpu")
         except Exception as exc:
@@ -59,6 +60,8 @@ class StateFile:
 
     def save(self, state: Mapping[str, Any]) -> None:
         """Replace the saved state atomically (a crash mid-save keeps the previous one)."""
+        import torch  # see load()
+
         atomic_write(self.path, lambda file: torch.save({**state, "format": STATE_FORMAT}, file))
 
     def clear(self) -> None:

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,9 +37,7 @@ from efm_seg.efm import (
     fingerprint_map,
 )
 from efm_seg.evaluation.metrics import scores_from_confusion
-from efm_seg.training import distributed
-from efm_seg.training.config import TrainConfig
-from efm_seg.training.data import (
+from efm_seg.loading import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     EFMStore,
@@ -50,13 +48,16 @@ from efm_seg.training.data import (
     sample_shape,
     undo_dihedral,
 )
-from efm_seg.training.models import (
+from efm_seg.models import (
     ModelSpec,
     build_model,
     check_input_size,
     make_checkpoint,
     model_from_checkpoint,
 )
+from efm_seg.training import distributed
+from efm_seg.training.config import TrainConfig, recipe_of
+from efm_seg.training.precision import resolve_device, resolve_precision
 from efm_seg.training.resume import ResumeMismatchError, StateFile, differences
 
 logger = logging.getLogger(__name__)
@@ -153,18 +154,17 @@ def fit_stage(job: StageJob) -> StageResult | None:
 def train(job: StageJob) -> StageResult:
     """Train ``job``'s stage here, or with DDP on ``training.distributed``'s processes (launched
     from this process by torch's elastic launcher); rank 0's result either way."""
-    settings = dict(job.config.distributed)
-    sync_batchnorm = settings.pop("sync_batchnorm", False)
-    launch = distributed.DistributedConfig(**settings) if settings else None
-    if launch is None or not launch.enabled:
+    launch = job.config.distributed
+    if not launch.enabled:
         return fit_stage(job)
+    device = resolve_device(job.config.device)
     logger.info(
         "%s: training on %d processes (%d per node × %d node(s), %s%s)",
         job.config.stage, launch.world_size, launch.nproc_per_node, launch.nnodes,
-        launch.resolve_backend(job.config.resolve_device()),
-        ", SyncBatchNorm" if sync_batchnorm else "",
+        distributed.resolve_backend(launch, device),
+        ", SyncBatchNorm" if launch.sync_batchnorm else "",
     )  # fmt: skip
-    result = distributed.launch(launch, fit_stage, job, device=job.config.resolve_device())
+    result = distributed.launch(launch, fit_stage, job, device=device)
     if result is None:
         raise distributed.DistributedError(
             f"{job.config.stage}: this node trained its share of a {launch.nnodes}-node run; "
@@ -216,12 +216,8 @@ class Trainer:
         self._steps = 0  # this epoch's optimiser steps (the same on every rank)
         # A saved state resumes only the run it came from: same recipe (where the run happens
         # and the save interval aside), same samples, same data and starting point.
-        recipe = {
-            k: v for k, v in asdict(config).items()
-            if k not in ("device", "num_workers", "resume", "resume_every", "distributed")
-        }  # fmt: skip
         self.resume_key = {
-            "recipe": recipe,
+            "recipe": recipe_of(config.record()),
             "train_ids": list(train_ids),
             "val_ids": list(val_ids),
             "classes": list(classes),
@@ -232,11 +228,11 @@ class Trainer:
         # Data-parallel (training.distributed): this process is one of `world` ranks, each
         # with batch_size / world samples per step; rank 0 alone writes.
         self.rank, self.world = distributed.rank(), distributed.world_size()
-        self.device = config.resolve_device()
+        self.device = resolve_device(config.device)
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", distributed.local_rank())
             torch.cuda.set_device(self.device)
-        self.amp_dtype, use_scaler = config.resolve_precision(self.device)
+        self.amp_dtype, use_scaler = resolve_precision(config, self.device)
         generator = seed_everything(config.seed)
 
         self.spec = ModelSpec(
@@ -251,7 +247,7 @@ class Trainer:
         model = build_model(self.spec, config.encoder_weights)
         if init_checkpoint is not None:
             self._load_init(model, init_checkpoint)
-        if self.world > 1 and config.distributed.get("sync_batchnorm"):
+        if self.world > 1 and config.distributed.sync_batchnorm:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(self.device)
         self.normalization = self._normalization(init_checkpoint, train_ids)
@@ -956,7 +952,7 @@ class Trainer:
             epoch=state.best_epoch,
             metrics={k: float(v) for k, v in best.items() if k.startswith("val_")},
             ema=state.ema is not None,
-            config=asdict(config),
+            config=config.record(),
             # What actually ran, where the configuration says "auto".
             device=str(self.device),
             precision={torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "fp32"),

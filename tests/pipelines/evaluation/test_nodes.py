@@ -9,16 +9,17 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from efm_seg.basics.lineage import LineageError
 from efm_seg.evaluation import SegmentationEvaluator, predict_probs
-from efm_seg.lineage import LineageError
-from efm_seg.pipelines.evaluation.nodes import check_lineage, combine_stages, evaluate_stage
-from efm_seg.training.data import SegmentationSamples
-from efm_seg.training.models import (
+from efm_seg.evaluation.scoring import evaluate_stage
+from efm_seg.loading import SegmentationSamples
+from efm_seg.models import (
     ModelSpec,
     build_model,
     make_checkpoint,
     model_from_checkpoint,
 )
+from efm_seg.pipelines.evaluation.nodes import check_lineage, combine_stages
 from tests.conftest import DATASET_PARAMS, PALETTE, lineage_of, write_tiny_store
 
 CLASSES = list(PALETTE)

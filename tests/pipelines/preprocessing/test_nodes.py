@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from efm_seg.data.raw import DatasetValidationError, RawFolder
+from efm_seg.data.tiling import resize_pair, tile_origins
 from efm_seg.pipelines.ingestion.nodes import build_manifest
-from efm_seg.pipelines.preprocessing.nodes import encode_samples, resize_pair, tile_origins
+from efm_seg.pipelines.preprocessing.nodes import encode_samples
 from tests.conftest import DATASET_PARAMS, LAYOUT_PARAMS
 
 PARAMS = {"mode": "resize", "size": 32, "stride": None, "image_filter": "lanczos", "workers": 1}

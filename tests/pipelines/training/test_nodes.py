@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from efm_seg.lineage import LineageError, classes_fingerprint, split_fingerprint
+from efm_seg.basics.lineage import LineageError, classes_fingerprint, split_fingerprint
 from efm_seg.parameters import EFMLossParams
 from efm_seg.pipelines.training.nodes import stage_trainer
 from tests.conftest import DATASET_PARAMS, PALETTE, write_tiny_store

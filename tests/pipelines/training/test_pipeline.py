@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
+from efm_seg.models import model_from_checkpoint
 from efm_seg.pipelines.training import create_stage_pipeline
-from efm_seg.training.models import model_from_checkpoint
 from tests.conftest import DEMO_EFM_METHOD, latest_version
 
 

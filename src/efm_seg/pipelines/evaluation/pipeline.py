@@ -1,7 +1,7 @@
 """Evaluation pipeline, in the namespace ``evaluation``.
 
 ``evaluation.check_lineage`` runs first: the three stages' checkpoints must share one lineage
-(``efm_seg.lineage``), or nothing is scored. Then one node per stage
+(``efm_seg.basics.lineage``), or nothing is scored. Then one node per stage
 (``evaluation.<stage>.evaluate_<stage>``) writes ``<stage>.test_metrics`` (overall scores,
 without and with TTA, with the checkpoint's lineage), ``<stage>.test_per_class`` and
 ``<stage>.test_predictions``; ``evaluation.combine_stages`` puts the stages side by side in

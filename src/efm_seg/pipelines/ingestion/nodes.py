@@ -8,6 +8,7 @@ from functools import partial
 
 import pandas as pd
 
+from efm_seg.basics.mappings import as_mapping
 from efm_seg.data.imagery import parse_bands
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.parallel import parallel_map, resolve_workers
@@ -22,7 +23,7 @@ from efm_seg.data.raw import (
     inspect_pair,
     pair_files,
 )
-from efm_seg.parameters import DatasetParams, IngestionParams, as_mapping
+from efm_seg.parameters import DatasetParams, IngestionParams
 
 logger = logging.getLogger(__name__)
 

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from efm_seg.basics.lineage import LineageError, check_stage_rows, classes_fingerprint
+from efm_seg.basics.mappings import as_mapping
+from efm_seg.basics.provenance import describe_commit
 from efm_seg.data.imagery import display_rgb
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
-from efm_seg.lineage import LineageError, check_stage_rows, classes_fingerprint
-from efm_seg.parameters import DatasetParams, ReportingParams, as_mapping
-from efm_seg.provenance import describe_commit
+from efm_seg.parameters import DatasetParams, ReportingParams
 from efm_seg.reporting import (
     STAGE_LABELS,
     confusion_figure,
@@ -71,7 +72,7 @@ def collect_provenance(
     Refused, naming the runs (= versions) involved:
 
     - stages trained on different data, or a stage that started from a checkpoint other than
-      the previous stage's compared one (:func:`efm_seg.lineage.check_stage_rows`);
+      the previous stage's compared one (:func:`efm_seg.basics.lineage.check_stage_rows`);
     - a stage's training record, history or EFM snapshots from another run than the checkpoint
       that was evaluated, or its predictions from another evaluation than its scores;
     - the sample store (whose test images the figures show) or ``dataset.classes`` (which

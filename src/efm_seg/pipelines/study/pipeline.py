@@ -8,7 +8,8 @@ the evaluation split) under its own namespace; the catalog's ``study.{arch}.{see
 {stage}.*`` factories give every cell its versioned checkpoint, history, resumable state and
 scores. ``study.summarize`` compares the runs across seeds.
 
-The grid comes from the running session's configuration (``efm_seg.study.session``).
+The grid comes from the running session's configuration
+(:mod:`efm_seg.framework.hooks.study_grid`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Any
 
 from kedro.pipeline import Node, Pipeline
 
+from efm_seg.basics.names import TRAINING_TAG
+from efm_seg.framework.hooks.study_grid import session_study_block
 from efm_seg.parameters import StudyParams
 from efm_seg.pipelines.study.nodes import cell_evaluator, cell_trainer, summarize_study
-from efm_seg.pipelines.training.pipeline import TRAINING_TAG
 from efm_seg.study.grid import Cell, cells
-from efm_seg.study.session import configured_study
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +99,12 @@ def create_cell_pipeline(cell: Cell) -> Pipeline:
 
 def create_pipeline(study: Mapping[str, Any] | None = None, **kwargs) -> Pipeline:
     """The study's pipeline for ``study`` (default: the configured ``study`` block)."""
-    block = configured_study() if study is None else study
+    block = session_study_block() if study is None else study
     if block is None:
-        logger.debug("no study block in the configuration: the study pipeline is empty")
+        logger.debug(
+            "no study block (no session has loaded its configuration): the study pipeline is "
+            "empty until one does"
+        )
         return Pipeline([])
     grid = list(cells(StudyParams.model_validate(block)))
     summarize = Node(

@@ -13,6 +13,7 @@ lineage and recipe, without the weights); the data, ``run_info`` and the shared 
 
 from kedro.pipeline import Node, Pipeline
 
+from efm_seg.basics.names import TRAINING_TAG
 from efm_seg.pipelines.training.nodes import stage_trainer
 
 SHARED_INPUTS = {"encoded_samples", "split", "run_info"}
@@ -23,8 +24,6 @@ NODE_NAMES = {
     "efm": "train_with_efm",
     "finetune": "finetune_with_efm",
 }
-# Every node that trains a model carries this tag (`kedro run --tags training`; run checks).
-TRAINING_TAG = "training"
 
 
 def create_stage_pipeline(stage: str, init_from: str | None = None) -> Pipeline:

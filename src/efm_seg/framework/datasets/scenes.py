@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 
-from efm_seg.atomic import created_folders, fsync_folder, remove_empty, write_error
+from efm_seg.basics.atomic import created_folders, fsync_folder, remove_empty, write_error
 from efm_seg.data.scenes import Prediction, SceneFile, class_areas, scene_files, write_prediction
 
 
@@ -23,7 +23,7 @@ class SceneFolderDataset(AbstractDataset[None, dict[str, SceneFile]]):
     Example::
 
         predict_scenes:
-          type: efm_seg.datasets.SceneFolderDataset
+          type: efm_seg.framework.datasets.SceneFolderDataset
           path: ${runtime_params:predict_root, ${globals:data_root}/01_raw/predict}
     """
 

@@ -21,68 +21,18 @@ report shows all of it in its provenance section.
 from __future__ import annotations
 
 import logging
-import platform
-import subprocess
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
 
+from efm_seg.basics.provenance import describe_commit, git_state, package_versions
+
 logger = logging.getLogger(__name__)
 
 RUN_INFO = "run_info"
-PACKAGES = (
-    "efm-seg",
-    "kedro",
-    "torch",
-    "segmentation-models-pytorch",
-    "torchmetrics",
-    "albumentations",
-)
-
-
-def package_versions() -> dict[str, str]:
-    """The installed versions of Python and of the packages that decide a run's results."""
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def git_state(path: Path) -> dict[str, Any] | None:
-    """``{"commit": sha, "dirty": bool}`` of the git checkout at ``path``; ``None`` outside one
-    (e.g. an installed package) or without git."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(path), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-
-    try:
-        if Path(git("rev-parse", "--show-toplevel")).resolve() != path.resolve():
-            return None  # a folder inside some other repository is not this project's checkout
-        commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit, "dirty": dirty}
-
-
-def describe_commit(git: dict[str, Any] | None) -> str:
-    """A :func:`git_state` for people: the short commit, and whether the tree had changes."""
-    if not git:
-        return "none (not a git checkout)"
-    return str(git.get("commit", ""))[:12] + (" + uncommitted changes" if git.get("dirty") else "")
 
 
 def input_versions(pipeline, catalog, load_versions: dict[str, str] | None) -> dict[str, str]:
@@ -108,35 +58,6 @@ def input_versions(pipeline, catalog, load_versions: dict[str, str] | None) -> d
     return versions
 
 
-class LoadVersionError(ValueError):
-    """``--load-versions`` names a version that was never saved."""
-
-
-def check_load_versions(catalog, load_versions: dict[str, str] | None) -> None:
-    """Refuse, before the run writes anything, a ``--load-versions`` version that does not exist.
-
-    Kedro itself would only fail when the node reading it runs, after earlier nodes have saved.
-    """
-    for name, version in sorted((load_versions or {}).items()):
-        try:
-            dataset = catalog.get(name, fallback_to_runtime_pattern=True)
-        except Exception:  # Kedro refuses unknown names itself, with its own message
-            continue
-        if not isinstance(dataset, AbstractVersionedDataset):
-            continue
-        if dataset.exists():
-            continue
-        try:
-            saved = dataset.list_versions(full_path=False)
-        except Exception:  # nothing saved at all
-            saved = []
-        raise LoadVersionError(
-            f"--load-versions {name}:{version}: there is no such version of {name} "
-            f"({dataset._filepath}); saved versions: {', '.join(sorted(saved)) or 'none'}. "
-            "Nothing was run"
-        )
-
-
 def run_info(
     run_params: dict[str, Any],
     pipeline,
@@ -158,17 +79,6 @@ def run_info(
         "inputs": input_versions(pipeline, catalog, run_params.get("load_versions")),
         "packages": package_versions(),
     }
-
-
-def run_id_of(run_info: dict[str, Any] | None) -> str:
-    """The run id in ``run_info``; nodes that record lineage cannot run without one."""
-    run_id = (run_info or {}).get("run_id")
-    if not run_id:
-        raise ValueError(
-            "run_info has no run_id: it is filled in by efm_seg.provenance.RunInfoHook when a "
-            "kedro run starts (settings.HOOKS); outside Kedro, pass {'run_id': ...}"
-        )
-    return str(run_id)
 
 
 class RunInfoHook:

@@ -6,7 +6,8 @@ the originals (``save_args``, ``fs_args``, versioning, ``--load-versions``) and 
 for local files: the original ``save`` writes to a hidden staging path beside the target
 (``.<name>.tmp-<hex>``, a file or, for a dict of figures, a folder), which is renamed into place
 only once complete. Until then Kedro sees no new version; debris left by a killed process is
-never loaded and the next run's lock sweeps it away (``efm_seg.run_lock``). A write that fails
+never loaded and the next run's lock sweeps it away (``efm_seg.framework.hooks.lock``). A write
+that fails
 (full disk, read-only folder) removes its staging path and any version folder it had created, and
 names the file and the cause.
 
@@ -30,7 +31,7 @@ from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset
 from kedro_datasets.text import TextDataset
 
-from efm_seg.atomic import created_folders, fsync_folder, remove_empty, write_error
+from efm_seg.basics.atomic import created_folders, fsync_folder, remove_empty, write_error
 
 
 class _AtomicLocalSave:

@@ -20,7 +20,7 @@ class TrainingStateDataset(AbstractDataset[None, StateFile]):
     Example (``conf/base/catalog.yml``)::
 
         "{stage}.training_state":
-          type: efm_seg.datasets.TrainingStateDataset
+          type: efm_seg.framework.datasets.TrainingStateDataset
           filepath: ${globals:data_root}/06_models/{stage}/training_state.pt
     """
 

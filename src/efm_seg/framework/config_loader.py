@@ -17,6 +17,12 @@ name (``local`` for a plain ``kedro run``), and ``conf/base/globals.yml`` sets
 ``data_root: data/${run_env:}``, which every catalog path starts with. So ``--env dubai`` reads and
 writes only ``data/dubai/...`` and can never train on the demo's store, or the reverse.
 
+OmegaConf's resolvers are process-wide, and Kedro binds ``${globals:}`` and ``${runtime_params:}``
+to the loader made last in the process. A second loader (another session, a notebook, a script)
+would then answer for the first one, and a session would read another environment's data. So
+every read binds this loader's resolvers first, under one lock, and resolves with them: no
+other loader can change what a loader's configuration says.
+
 ``--params raw_root=...`` is read only by catalogs that interpolate it (the dataset environments'
 ``raw_dataset``). Where nothing reads it — the base environment's generated demo — the loader
 refuses it instead of running on other data than the one named.
@@ -29,6 +35,7 @@ every ``kedro`` command; this loader registers the same resolvers through
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +43,9 @@ from typing import Any
 from kedro.config import OmegaConfigLoader
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.resolvers import oc
+
+# One resolution at a time in the process: each binds the resolvers of its own loader.
+_RESOLVING = threading.RLock()
 
 
 def _absolute_path(path: str) -> str:
@@ -95,17 +105,24 @@ class ProjectConfigLoader(OmegaConfigLoader):
         )
 
     def __getitem__(self, key: str) -> dict[str, Any]:
-        # Resolvers are process-wide: register this loader's before each resolution, as Kedro
-        # does for runtime_params, so that another session's loader never answers for it.
+        with _RESOLVING:
+            self._bind_resolvers()
+            config = super().__getitem__(key)
+            if key == "catalog":
+                self._check_raw_root_is_read()
+            if key != "parameters" or not self.runtime_params:
+                return config
+            merged = OmegaConf.merge(
+                OmegaConf.create(config), OmegaConf.create(self.runtime_params)
+            )
+            return OmegaConf.to_container(merged, resolve=True)
+
+    def _bind_resolvers(self) -> None:
+        """Register this loader's resolvers (see the module docstring)."""
+        self._register_globals_resolver()
+        self._register_runtime_params_resolver()
         OmegaConf.register_resolver("run_env", self._run_env_resolver, replace=True)
         OmegaConf.register_resolver("abspath", _absolute_path, replace=True)
-        config = super().__getitem__(key)
-        if key == "catalog":
-            self._check_raw_root_is_read()
-        if key != "parameters" or not self.runtime_params:
-            return config
-        merged = OmegaConf.merge(OmegaConf.create(config), OmegaConf.create(self.runtime_params))
-        return OmegaConf.to_container(merged, resolve=True)
 
     def _check_raw_root_is_read(self) -> None:
         if "raw_root" not in (self.runtime_params or {}):

@@ -12,7 +12,8 @@ that ``conf/base/mlflow.yml`` names (default: ``mlflow.db`` beside ``conf/``, SQ
 - the test scores of each stage (``<stage>.test_miou``, ...), and the reporting outputs (tables,
   figures, the report) as artifacts under ``reporting/``.
 
-The steps of an orchestrated run (efm_seg.deployment: one Airflow DAG run) share one Kedro run
+The steps of an orchestrated run (efm_seg.framework.deployment: one Airflow DAG run) share one
+Kedro run
 id, and so one parent run: a step whose run id already has a parent run logs into it.
 
 ``params:tracking.enabled`` switches it all off (``kedro run --params tracking.enabled=false``);
@@ -32,11 +33,12 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
 
+from efm_seg.basics.names import TRAINING_TAG
+
 logger = logging.getLogger(__name__)
 
 RUN_ID_TAG = "efm_seg.run_id"
 STAGE_TAG = "efm_seg.stage"
-TRAINING_TAG = "training"  # efm_seg.pipelines.training.pipeline.TRAINING_TAG
 # Scores of the test split logged on the parent run, per stage (without TTA, and with: _tta).
 TEST_SCORES = ("miou", "mf1", "accuracy", "boundary_iou", "ece")
 
@@ -159,7 +161,7 @@ class TrackingHook:
             return
         from pydantic import BaseModel
 
-        from efm_seg.parameters import as_mapping
+        from efm_seg.basics.mappings import as_mapping
 
         # Kedro hands validated parameter blocks to nodes as pydantic models; kedro-mlflow
         # flattens mappings only (it would log one "root={...}" string per block).

@@ -57,7 +57,8 @@ def check_version(version: str) -> str:
     if not _VERSION.fullmatch(version):
         raise ValueError(
             f"run version {version!r} is not a Kedro version string such as "
-            f"{run_version(datetime(2026, 1, 1, tzinfo=UTC))!r} (efm_seg.deployment.run_version)"
+            f"{run_version(datetime(2026, 1, 1, tzinfo=UTC))!r} "
+            "(efm_seg.framework.deployment.run_version)"
         )
     return version
 

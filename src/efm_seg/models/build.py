@@ -1,24 +1,12 @@
-"""Segmentation models (segmentation-models-pytorch), their encoder weights and checkpoints.
-
-A :class:`ModelSpec` names everything needed to rebuild a network: architecture, encoder,
-number of classes and input channels. Checkpoints (:func:`make_checkpoint`) hold that spec as a
-plain dict beside the weights, so :func:`model_from_checkpoint` rebuilds the model without any
-other configuration, and they hold nothing but tensors and plain Python values, so they load
-with ``torch.load(..., weights_only=True)`` (no arbitrary code runs when a checkpoint is read).
-
-Encoder weights (:func:`build_model`) are random, downloaded by smp (``imagenet`` and the other
-names smp knows for an encoder), or read from a local file, for machines without internet.
-A failed download is an error, never a silent fallback to random weights.
-"""
+"""Building smp models with random, downloaded or local encoder weights, and the input sizes a
+model takes (checked on the meta device, in milliseconds)."""
 
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +15,10 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from efm_seg.models.spec import ModelSpec
+
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "efm-seg-checkpoint/1"
-"""The ``format`` key of the checkpoints written by :func:`make_checkpoint`."""
 
 RANDOM_WEIGHTS = frozenset({"none", "random", ""})
 """``encoder_weights`` values (besides ``None``) that mean random initialisation."""
@@ -42,76 +30,6 @@ WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 _HEAD_PREFIXES = ("fc.", "_fc.", "classifier.", "last_linear.", "head.", "linear.")
 # Top-level modules of an smp segmentation model besides its encoder.
 _MODEL_PREFIXES = ("decoder.", "segmentation_head.", "classification_head.")
-_RESERVED_KEYS = frozenset({"format", "model_spec", "state_dict"})
-
-
-def architectures() -> dict[str, type[nn.Module]]:
-    """smp's architectures by their class names (``FPN``, ``PSPNet``, ``Unet``, ...)."""
-    return {cls.__name__: cls for cls in smp.MODEL_ARCHITECTURES_MAPPING.values()}
-
-
-# -- the spec -------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelSpec:
-    """What to build: an smp architecture, its encoder, the number of classes, input channels.
-
-    Validated on creation; ``arch`` is matched case-insensitively and stored under smp's class
-    name (``"fpn"`` becomes ``"FPN"``), so equal models have equal specs.
-    """
-
-    arch: str = "FPN"
-    encoder: str = "resnet34"
-    num_classes: int = 7
-    in_channels: int = 3
-
-    def __post_init__(self) -> None:
-        known = architectures()
-        if not isinstance(self.arch, str):
-            raise ValueError(f"model.arch must be a string, got {self.arch!r}")
-        canonical = {name.lower(): name for name in known}.get(self.arch.lower())
-        if canonical is None:
-            raise ValueError(
-                f"model.arch={self.arch!r} is not a segmentation-models-pytorch architecture; "
-                f"valid names: {', '.join(known)}"
-            )
-        object.__setattr__(self, "arch", canonical)
-
-        names = smp.encoders.get_encoder_names()
-        if not isinstance(self.encoder, str) or self.encoder not in names:
-            close = difflib.get_close_matches(str(self.encoder), names, n=5, cutoff=0.5)
-            hint = f"close matches: {', '.join(close)}" if close else f"e.g. {', '.join(names[:6])}"
-            raise ValueError(
-                f"model.encoder={self.encoder!r} is not an encoder of segmentation-models-pytorch "
-                f"({len(names)} known, see smp.encoders.get_encoder_names()); {hint}"
-            )
-        for name in ("num_classes", "in_channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"model.{name} must be an integer ≥ 1, got {value!r}")
-            object.__setattr__(self, name, int(value))
-
-    @property
-    def name(self) -> str:
-        """``arch-encoder``, e.g. ``FPN-resnet34``."""
-        return f"{self.arch}-{self.encoder}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The spec as plain values (what checkpoints store)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> ModelSpec:
-        """The spec from :meth:`to_dict`'s output; unknown keys are errors unless ignored."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a model spec must be a mapping, got {type(data).__name__}")
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed - set(ignore))
-        if unknown:
-            raise ValueError(
-                f"unknown model parameter(s) {', '.join(f'model.{k}' for k in unknown)}; "
-                f"valid: {', '.join(sorted(allowed))}"
-            )
-        return cls(**{k: v for k, v in data.items() if k in allowed})
 
 
 # -- building -------------------------------------------------------------------------------------
@@ -389,133 +307,3 @@ def check_input_size(
         f"{spec.name} cannot take {height}×{width} samples ({problem}); {advice}"
         + (f" (a multiple of {stride})" if minimum and divisible else "")
     )
-
-
-# -- checkpoints ----------------------------------------------------------------------------------
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside EMA/SWA averages, torch.compile and (Distributed)DataParallel."""
-    while True:
-        if isinstance(model, torch.optim.swa_utils.AveragedModel):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod  # torch.compile
-        elif isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
-            model = model.module
-        else:
-            return model
-
-
-def _snapshot(tensor: torch.Tensor) -> torch.Tensor:
-    """A CPU copy that later training steps cannot change."""
-    tensor = tensor.detach()
-    return tensor.clone() if tensor.device.type == "cpu" else tensor.cpu()
-
-
-def _plain(value: Any, where: str) -> Any:
-    if value is None or isinstance(value, str | bool | int | float):
-        out = value
-    elif isinstance(value, torch.Tensor):
-        out = _snapshot(value)
-    elif isinstance(value, np.generic | np.ndarray):
-        if value.dtype.kind not in "biufcU":
-            raise TypeError(f"checkpoint metadata {where} is NumPy data of type {value.dtype}")
-        out = value.tolist()  # a NumPy scalar becomes a Python number
-    elif isinstance(value, os.PathLike):
-        out = os.fspath(value)
-    elif isinstance(value, Mapping):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str | int):
-                raise TypeError(f"checkpoint metadata {where} has a {type(key).__name__} key")
-            out[key] = _plain(item, f"{where}.{key}")
-    elif isinstance(value, list | tuple):
-        out = [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    else:
-        raise TypeError(
-            f"checkpoint metadata {where} is a {type(value).__name__}; checkpoints hold only "
-            "tensors and plain values (str, int, float, bool, None, lists and dicts of them) so "
-            "that they load with torch.load(weights_only=True)"
-        )
-    return out
-
-
-def make_checkpoint(model: nn.Module, spec: ModelSpec, **metadata: Any) -> dict[str, Any]:
-    """A checkpoint of ``model``: its spec, a CPU copy of its weights, and ``metadata``.
-
-    The result holds only tensors and plain Python values, so ``torch.save`` writes it and
-    ``torch.load(..., weights_only=True)`` reads it back. The weights are copies: training the
-    model further does not change a checkpoint already made. For an EMA/SWA
-    :class:`~torch.optim.swa_utils.AveragedModel` the averaged ``.module`` is saved.
-
-    Args:
-        model: The model (plain, averaged, compiled or data-parallel).
-        spec: What the model was built from (checked against the weights).
-        **metadata: Plain values to store with it, e.g. ``classes``, ``epoch``, ``metrics``,
-            ``stage``, ``ema``. NumPy scalars become Python numbers, arrays nested lists,
-            tuples lists, paths strings.
-
-    Raises:
-        ValueError: The weights do not fit ``spec``, or a metadata key is reserved.
-        TypeError: A metadata value is not a plain value.
-    """
-    reserved = sorted(_RESERVED_KEYS & set(metadata))
-    if reserved:
-        raise ValueError(f"checkpoint metadata cannot use the reserved key(s) {reserved}")
-    state = _unwrap(model).state_dict()
-    expected = _meta_model(spec).state_dict()
-    mismatched = sorted(set(state) ^ set(expected)) or [
-        k for k in state if tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
-    if mismatched:
-        raise ValueError(
-            f"the model's weights do not match {spec} (e.g. {', '.join(mismatched[:4])}); "
-            "pass the spec the model was built from"
-        )
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "model_spec": spec.to_dict(),
-        "state_dict": {key: _snapshot(value) for key, value in state.items()},
-        **{key: _plain(value, key) for key, value in metadata.items()},
-    }
-
-
-def model_from_checkpoint(checkpoint: Mapping[str, Any]) -> nn.Module:
-    """The model saved in a :func:`make_checkpoint` checkpoint, on the CPU, in eval mode."""
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"a checkpoint is a mapping, got {type(checkpoint).__name__}")
-    found = checkpoint.get("format")
-    if found != CHECKPOINT_FORMAT:
-        what = (
-            f"its format is {found!r}"
-            if "format" in checkpoint
-            else f"it has no 'format' key (keys: {', '.join(map(str, list(checkpoint)[:8]))})"
-        )
-        raise ValueError(
-            f"not an efm-seg checkpoint ({CHECKPOINT_FORMAT!r}): {what}. Checkpoints come from "
-            "efm_seg.training.models.make_checkpoint"
-        )
-    for key in ("model_spec", "state_dict"):
-        if not isinstance(checkpoint.get(key), Mapping):
-            raise ValueError(f"the checkpoint's {key!r} is missing or not a mapping")
-    spec = ModelSpec.from_dict(checkpoint["model_spec"])
-    model = build_model(spec, None)
-    try:
-        model.load_state_dict(dict(checkpoint["state_dict"]))
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise ValueError(
-            f"the checkpoint's weights do not fit its model_spec {spec}: "
-            f"{' '.join(line.strip() for line in first[:3])}"
-        ) from exc
-    return model.eval()
-
-
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "ModelSpec",
-    "architectures",
-    "build_model",
-    "check_input_size",
-    "make_checkpoint",
-    "model_from_checkpoint",
-]

@@ -27,7 +27,7 @@ from kedro.io.core import (
     get_protocol_and_path,
 )
 
-from efm_seg.atomic import atomic_write
+from efm_seg.basics.atomic import atomic_write
 
 
 class _LocalVersionedDataset(AbstractVersionedDataset[Any, Any]):
@@ -147,7 +147,7 @@ class TorchCheckpointDataset(_LocalVersionedDataset):
     Example (``conf/base/catalog.yml``)::
 
         "{stage}.best_checkpoint":
-          type: efm_seg.datasets.TorchCheckpointDataset
+          type: efm_seg.framework.datasets.TorchCheckpointDataset
           filepath: ${globals:data_root}/06_models/{stage}/best_checkpoint.pt
           versioned: true
     """
@@ -212,7 +212,7 @@ class NpzDataset(_LocalVersionedDataset):
     Example (``conf/base/catalog.yml``)::
 
         "{stage}.efm_snapshots":
-          type: efm_seg.datasets.NpzDataset
+          type: efm_seg.framework.datasets.NpzDataset
           filepath: ${globals:data_root}/07_model_output/{stage}/efm_snapshots.npz
           versioned: true
     """

@@ -22,7 +22,7 @@ class ImageFolderDataset(AbstractDataset[Any, RawFolder]):
     Example (``conf/dubai/catalog.yml``)::
 
         raw_dataset:
-          type: efm_seg.datasets.ImageFolderDataset
+          type: efm_seg.framework.datasets.ImageFolderDataset
           path: ${runtime_params:raw_root, ../shared/data/dubai_aerial}
 
     Args:

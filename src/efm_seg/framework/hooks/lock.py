@@ -30,10 +30,7 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
-from efm_seg.atomic import write_error
-from efm_seg.parameters import check_input_sizes
-from efm_seg.pipelines.study.nodes import check_kept_cells, refresh_stale_summary
-from efm_seg.provenance import check_load_versions
+from efm_seg.basics.atomic import write_error
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +42,7 @@ that it is the debris of a run killed while writing it."""
 
 _DEBRIS = re.compile(r"^\..+(\.tmp|\.tmp-[0-9a-f]+|\.old-[0-9a-f]+)$")
 """Names of staging files and folders (efm_seg.data.samples.write_store,
-efm_seg.datasets.checkpoint.atomic_write)."""
+efm_seg.framework.datasets.checkpoint.atomic_write)."""
 
 
 def sweep_staging_debris(root: Path) -> list[Path]:
@@ -190,21 +187,17 @@ class RunLockHook:
         data_root = context.config_loader["globals"].get("data_root")
         self._root = None if data_root is None else Path(context.project_path) / data_root
 
-    @hook_impl
-    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
-        # The check that spans several parameter blocks comes first: a refused run takes no lock.
-        check_input_sizes(pipeline, catalog)
-        check_load_versions(catalog, run_params.get("load_versions"))
-        if run_params.get("only_missing_outputs"):
-            check_kept_cells(pipeline, catalog)
-        if self._root is None:
-            return
-        self._lock = RunLock(self._root)
-        self._lock.acquire()
+    @hook_impl(wrapper=True)
+    def before_pipeline_run(self, run_params, pipeline, catalog):
+        # A wrapper: the lock is taken before every other hook's before_pipeline_run (the pre-run
+        # checks, the study's summary refresh, which writes) and given back if one of them
+        # refuses the run, since Kedro calls no on_pipeline_error for a refusal there.
+        if self._root is not None:
+            self._lock = RunLock(self._root)
+            self._lock.acquire()
         try:
-            removed = sweep_staging_debris(self._root)
-            if run_params.get("only_missing_outputs"):
-                refresh_stale_summary(pipeline, catalog)  # a write: under the lock
+            removed = sweep_staging_debris(self._root) if self._root is not None else []
+            result = yield
         except BaseException:
             self._release()
             raise
@@ -215,6 +208,7 @@ class RunLockHook:
                 self._root,
                 [str(path.relative_to(self._root)) for path in removed[:5]],
             )
+        return result
 
     @hook_impl
     def after_pipeline_run(self, run_params, run_result, pipeline, catalog) -> None:

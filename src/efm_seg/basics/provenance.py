@@ -1,0 +1,71 @@
+"""Run provenance without Kedro: package versions, the git state, and the run id of run_info."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = (
+    "efm-seg",
+    "kedro",
+    "torch",
+    "segmentation-models-pytorch",
+    "torchmetrics",
+    "albumentations",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """The installed versions of Python and of the packages that decide a run's results."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_state(path: Path) -> dict[str, Any] | None:
+    """``{"commit": sha, "dirty": bool}`` of the git checkout at ``path``; ``None`` outside one
+    (e.g. an installed package) or without git."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(path), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != path.resolve():
+            return None  # a folder inside some other repository is not this project's checkout
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
+
+
+def describe_commit(git: dict[str, Any] | None) -> str:
+    """A :func:`git_state` for people: the short commit, and whether the tree had changes."""
+    if not git:
+        return "none (not a git checkout)"
+    return str(git.get("commit", ""))[:12] + (" + uncommitted changes" if git.get("dirty") else "")
+
+
+def run_id_of(run_info: dict[str, Any] | None) -> str:
+    """The run id in ``run_info``; nodes that record lineage cannot run without one."""
+    run_id = (run_info or {}).get("run_id")
+    if not run_id:
+        raise ValueError(
+            "run_info has no run_id: it is filled in by efm_seg.framework.hooks.run_info."
+            "RunInfoHook when a kedro run starts (settings.HOOKS); outside Kedro, pass "
+            "{'run_id': ...}"
+        )
+    return str(run_id)

@@ -1,0 +1,1 @@
+"""The project's Kedro hooks, one per job (settings.py registers them)."""

@@ -1,0 +1,113 @@
+"""Pre-run checks: what no single parameter block can say, refused before a run writes anything.
+
+Kedro validates each parameter block a pipeline reads when the session starts. These checks span
+several blocks, or the data already on disk:
+
+- each training stage's (and study cell's) architecture takes the samples it would get
+  (``preprocessing.size``, or the store's size when preprocessing is not part of the run);
+- every ``--load-versions`` version exists (Kedro would fail only when the node reading it runs,
+  after earlier nodes have saved).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.io import AbstractVersionedDataset
+
+from efm_seg.basics.mappings import as_mapping
+from efm_seg.basics.names import TRAINING_TAG
+from efm_seg.data.samples import SampleStore
+from efm_seg.parameters import TrainingParams, stage_recipe
+from efm_seg.study.grid import checked_cell_recipe
+
+
+class PreRunChecksHook:
+    """Runs the checks of this module before every run's first node."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        check_input_sizes(pipeline, catalog)
+        check_load_versions(catalog, run_params.get("load_versions"))
+
+
+def stage_recipes(pipeline, catalog) -> dict[str, TrainingParams]:
+    """The recipe of every training stage (or study cell) of ``pipeline``, by its namespace."""
+    # A training node's namespace is its stage (or study cell): baseline, study.FPN.seed0.full.efm
+    stages = sorted(n.namespace for n in pipeline.nodes if TRAINING_TAG in n.tags and n.namespace)
+    loaded: dict[str, Any] = {}
+
+    def params(name: str) -> Any:  # each block once: a study has hundreds of cells
+        if name not in loaded:
+            loaded[name] = catalog.load(f"params:{name}")
+        return loaded[name]
+
+    return {
+        stage: checked_cell_recipe(stage, params)
+        if stage.startswith("study.")
+        else stage_recipe(params("training"), params(f"{stage}.overrides"))
+        for stage in stages
+    }
+
+
+def check_input_sizes(pipeline, catalog) -> None:
+    """Refuse a run whose training stages cannot take the samples they would get.
+
+    Without it, a ``kedro run`` would preprocess (replacing the store) and only then find that
+    FPN needs sides divisible by 32.
+    """
+    recipes = stage_recipes(pipeline, catalog)
+    if not recipes:
+        return
+    # torch and smp (model shapes): imported when a run trains, never when the CLI starts.
+    from efm_seg.loading import sample_shape
+    from efm_seg.models import ModelSpec, check_input_size
+
+    if "encoded_samples" in pipeline.all_outputs():
+        size = as_mapping(catalog.load("params:preprocessing"))["size"]
+        shape, setting = (size, size), "preprocessing.size"
+    else:
+        try:
+            store = catalog.load("encoded_samples")
+        except Exception:  # no store yet: the training node says so itself
+            return
+        if not isinstance(store, SampleStore) or not store.ids:
+            return
+        shape, setting = sample_shape(store, list(store.ids)), "preprocessing.size (the store's)"
+    num_classes = len(as_mapping(catalog.load("params:dataset"))["classes"])
+    for stage, recipe in recipes.items():
+        spec = ModelSpec(recipe.model.arch, recipe.model.encoder, num_classes)
+        try:
+            check_input_size(spec, *shape, setting=setting)
+        except ValueError as exc:
+            raise ValueError(f"{stage} stage: {exc}") from None
+
+
+class LoadVersionError(ValueError):
+    """``--load-versions`` names a version that was never saved."""
+
+
+def check_load_versions(catalog, load_versions: dict[str, str] | None) -> None:
+    """Refuse, before the run writes anything, a ``--load-versions`` version that does not exist.
+
+    Kedro itself would only fail when the node reading it runs, after earlier nodes have saved.
+    """
+    for name, version in sorted((load_versions or {}).items()):
+        try:
+            dataset = catalog.get(name, fallback_to_runtime_pattern=True)
+        except Exception:  # Kedro refuses unknown names itself, with its own message
+            continue
+        if not isinstance(dataset, AbstractVersionedDataset):
+            continue
+        if dataset.exists():
+            continue
+        try:
+            saved = dataset.list_versions(full_path=False)
+        except Exception:  # nothing saved at all
+            saved = []
+        raise LoadVersionError(
+            f"--load-versions {name}:{version}: there is no such version of {name} "
+            f"({dataset._filepath}); saved versions: {', '.join(sorted(saved)) or 'none'}. "
+            "Nothing was run"
+        )

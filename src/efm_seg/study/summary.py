@@ -1,0 +1,73 @@
+"""A study's summary: its cells' scores compared across seeds (tables, paired differences
+against the equal-budget baseline, figure and Markdown)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from efm_seg.basics.mappings import as_mapping
+from efm_seg.parameters import EFMMethodParams, StageOverrides, StudyParams, TrainingParams
+from efm_seg.study.analysis import METRICS, paired_differences, per_seed_table, summary_table
+from efm_seg.study.cells import check_cells, lineage_as_text, scored_runs, summary_settings
+from efm_seg.study.figures import ablation_figure
+from efm_seg.study.grid import REFERENCE
+from efm_seg.study.report import study_markdown
+
+logger = logging.getLogger(__name__)
+
+
+def summarize(
+    study: StudyParams,
+    training: TrainingParams,
+    efm_method: EFMMethodParams,
+    baseline_overrides: StageOverrides,
+    efm_overrides: StageOverrides,
+    finetune_overrides: StageOverrides,
+    *cell_scores: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure, dict[str, Any]]:
+    """Put the study's cells together.
+
+    Returns:
+        The per-seed scores, mean ± std per run and stage, the paired differences against the
+        equal-budget baseline (``baseline_equal``) with their confidence intervals, the
+        Markdown tables, the ablation figure, and the record of the cells summarized
+        (``{"cells": {cell name: run id of its scored checkpoint}}``, see
+        :func:`efm_seg.framework.hooks.study_grid.refresh_stale_summary`).
+
+    Raises:
+        StaleCellError: A cell was trained with another recipe, or from another parent
+            checkpoint, than the current configuration and the other cells say.
+    """
+    study = StudyParams.model_validate(study)
+    scores = lineage_as_text(pd.concat(cell_scores, ignore_index=True))
+    overrides = {
+        "baseline": as_mapping(baseline_overrides),
+        "efm": as_mapping(efm_overrides),
+        "finetune": as_mapping(finetune_overrides),
+    }
+    check_cells(scores[~scores["tta"].astype(bool)], study, training, efm_method, overrides)
+    per_seed = per_seed_table(scores, tta=study.tta)
+    summary = summary_table(per_seed)
+    paired = paired_differences(per_seed, REFERENCE, "baseline", study.confidence)
+    for (arch, run, stage), row in summary.set_index(["arch", "run", "stage"]).iterrows():
+        logger.info(
+            "study %s %s/%s over %d seeds: %s",
+            arch, run, stage, row["seeds"],
+            ", ".join(
+                f"{label} {row[f'{m}_mean']:.4f}±{np.nan_to_num(row[f'{m}_std']):.4f}"
+                for m, label in METRICS.items()
+            ),
+        )  # fmt: skip
+    return (
+        per_seed,
+        summary,
+        paired,
+        study_markdown(study, summary, paired, per_seed),
+        ablation_figure(paired, study),
+        {"cells": scored_runs(scores), "settings": summary_settings(study)},
+    )
