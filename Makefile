@@ -33,6 +33,7 @@ test-tools:  ## system tools the tests need: Debian's chromium + chromedriver (t
 lint: venv
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/lint-imports --no-logo  ## the layers of docs/architecture.md ([tool.importlinter])
 
 format: venv
 	$(BIN)/ruff check --fix src tests benchmarks scripts

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from efm_seg.efm import EFMLoss
@@ -30,12 +30,23 @@ EPOCHS = 2
 GLOBAL_BATCH = 4
 
 
+class RecordingSampler(DistributedSampler):
+    """The trainer's sampler, recording the indices it hands this rank in each epoch."""
+
+    def __iter__(self):
+        order = list(super().__iter__())
+        self.orders.append(order)
+        return iter(order)
+
+
 def fit_on_every_rank(job: StageJob) -> dict:
     """A worker: train, then gather what each rank holds (run by ``distributed.launch``)."""
     trainer = Trainer(
         job.config, job.store, job.train_ids, job.val_ids, job.classes, job.ignore_index,
         state_file=job.state_file,
     )  # fmt: skip
+    trainer.sampler.__class__ = RecordingSampler
+    trainer.sampler.orders = []
     result = trainer.fit()
     store = trainer.state.efm_store
     mine = {
@@ -44,6 +55,7 @@ def fit_on_every_rank(job: StageJob) -> dict:
         "complete": bool(store._updated.all()),
         "weights": trainer.state.model.state_dict()["encoder.conv1.weight"].clone(),
         "history": result.history,
+        "orders": trainer.sampler.orders,
     }
     everyone = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, mine)
@@ -115,6 +127,18 @@ def test_the_ranks_agree_and_their_efm_stores_are_complete_and_equal(two_ranks):
         [{k: v for k, v in row.items() if k != "seconds"} for row in r["history"]] for r in ranks
     ]
     assert untimed[0] == untimed[1]
+
+
+def test_the_shuffle_changes_every_epoch_and_the_ranks_share_one_permutation(two_ranks):
+    orders = [rank["orders"] for rank in two_ranks["ranks"]]
+    assert all(len(epochs) == EPOCHS for epochs in orders)
+    for epoch in range(EPOCHS):
+        shares = [set(epochs[epoch]) for epochs in orders]
+        # Disjoint shares of one permutation: ranks drawing their own would overlap.
+        assert not shares[0] & shares[1]
+        assert len(shares[0] | shares[1]) == 8
+    for epochs in orders:  # a new permutation every epoch (DistributedSampler.set_epoch)
+        assert epochs[0] != epochs[1]
 
 
 def test_validation_scores_are_over_the_whole_validation_split(store, two_ranks):

@@ -8,8 +8,9 @@ pixels that must not count (no-data, "unlabelled").
 
 from __future__ import annotations
 
+import colorsys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -290,8 +291,6 @@ class LabelScheme:
 
 
 def _replace(scheme: LabelScheme, **changes: Any) -> LabelScheme:
-    from dataclasses import replace
-
     return replace(scheme, **changes)
 
 
@@ -315,8 +314,6 @@ def _default_display_colours(n: int) -> tuple[Colour, ...]:
     ]  # fmt: skip
     if n <= len(tab10):
         return tuple(tab10[:n])
-    import colorsys
-
     return tuple(
         tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / n, 0.65, 0.9))  # type: ignore[misc]
         for i in range(n)

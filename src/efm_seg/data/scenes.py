@@ -185,7 +185,7 @@ def class_areas(prediction: Prediction) -> dict[str, Any]:
 
 def _write_geotiff(path: Path, labels: np.ndarray, geo: dict[str, Any], colours: np.ndarray):
     rasterio = rasterio_module()
-    from rasterio.transform import Affine
+    Affine = rasterio.transform.Affine
 
     profile = {
         "driver": "GTiff",

@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from kedro.framework.project import configure_project, pipelines
+from kedro.framework.session import KedroSession
 from kedro.io import AbstractVersionedDataset
 from kedro.io.core import VERSION_FORMAT
 
@@ -127,9 +129,6 @@ def run_step(
     Returns:
         What ``KedroSession.run`` returns.
     """
-    from kedro.framework.project import configure_project, pipelines
-    from kedro.framework.session import KedroSession
-
     version = check_version(version)
     namespaces = list(namespaces)
     project = Path(project_path or Path.cwd()).resolve()

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import segmentation_models_pytorch as smp
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from efm_seg.models.spec import ModelSpec
@@ -158,8 +159,6 @@ def _with_local_weights(spec: ModelSpec, path: Path) -> nn.Module:
 def _read_weights(path: Path) -> Any:
     try:
         if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -136,3 +136,37 @@ def test_a_stream_that_fails_leaves_no_store(raw_root, manifest, tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - PIL's error for the broken file
         write_store(tmp_path / "encoded", stream)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]  # no store, no staging
+
+
+def _encode_and_mark(task, encode, folder):
+    (folder / task.sample_id).touch()  # this source was read (the result is on its way)
+    return encode(task)
+
+
+def test_the_sample_stream_reads_only_a_few_sources_ahead_of_the_store(tmp_path):
+    """The store writes samples as the stream yields them: a slow writer must hold back the
+    workers, so that memory holds a few sources' samples whatever the dataset's size."""
+    import dataclasses
+    import functools
+    import time
+
+    from tests.conftest import write_pair
+
+    raw = tmp_path / "raw"
+    for i in range(40):
+        write_pair(raw, f"s{i:02d}", size=(16, 16), seed=i)
+    manifest = build_manifest(RawFolder(raw), DATASET_PARAMS, LAYOUT_PARAMS)
+    stream = encode_samples(RawFolder(raw), manifest, DATASET_PARAMS, {**PARAMS, "workers": 2})
+    assert stream.workers == 2 and stream.max_ahead == 8  # 4 sources per worker
+    read = tmp_path / "read"
+    read.mkdir()
+    marked = dataclasses.replace(
+        stream, encode=functools.partial(_encode_and_mark, encode=stream.encode, folder=read)
+    )
+    written, most_ahead = 0, 0
+    for _ in marked:
+        written += 1
+        time.sleep(0.02)  # a slow store: time for the workers to run ahead, if they could
+        most_ahead = max(most_ahead, len(list(read.iterdir())) - written)
+    assert written == 40
+    assert most_ahead <= stream.max_ahead

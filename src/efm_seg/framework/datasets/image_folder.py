@@ -9,6 +9,7 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from efm_seg.data.raw import RawFolder
+from efm_seg.data.synthetic import write_demo_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +100,6 @@ class SyntheticSceneFolderDataset(ImageFolderDataset):
 
     def load(self) -> RawFolder:
         if not self._path.is_dir() or not any(self._path.iterdir()):
-            from efm_seg.data.synthetic import write_demo_dataset
-
             logger.info(
                 "Generating the synthetic demo dataset at %s (%s)", self._path, self._generator_args
             )

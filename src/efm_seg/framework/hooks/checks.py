@@ -5,8 +5,11 @@ several blocks, or the data already on disk:
 
 - each training stage's (and study cell's) architecture takes the samples it would get
   (``preprocessing.size``, or the store's size when preprocessing is not part of the run);
-- every ``--load-versions`` version exists (Kedro would fail only when the node reading it runs,
-  after earlier nodes have saved).
+- every ``--load-versions`` version exists, and so does everything else the run reads from
+  earlier runs of its environment (the sample store, the split, a previous stage's checkpoint):
+  Kedro would fail only when the node reading it runs, after earlier nodes have saved. The
+  message names the data root the run reads, so a run in another environment than the one that
+  made the data says so at once.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from kedro.io import AbstractVersionedDataset
 from efm_seg.basics.mappings import as_mapping
 from efm_seg.basics.names import TRAINING_TAG
 from efm_seg.data.samples import SampleStore
+from efm_seg.framework.datasets.sample_store import SampleStoreDataset
 from efm_seg.parameters import TrainingParams, stage_recipe
 from efm_seg.study.grid import checked_cell_recipe
 
@@ -30,6 +34,7 @@ class PreRunChecksHook:
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
         check_input_sizes(pipeline, catalog)
         check_load_versions(catalog, run_params.get("load_versions"))
+        check_stored_inputs(pipeline, catalog, run_params)
 
 
 def stage_recipes(pipeline, catalog) -> dict[str, TrainingParams]:
@@ -111,3 +116,39 @@ def check_load_versions(catalog, load_versions: dict[str, str] | None) -> None:
             f"({dataset._filepath}); saved versions: {', '.join(sorted(saved)) or 'none'}. "
             "Nothing was run"
         )
+
+
+def check_stored_inputs(pipeline, catalog, run_params: dict[str, Any]) -> None:
+    """Refuse a run that reads stored outputs of earlier runs (the sample store, the split, a
+    stage's checkpoint) that no earlier run of its environment wrote, naming each.
+
+    Stored outputs are the versioned datasets and the sample store: the raw dataset (the demo's
+    is generated when first read), the scenes to predict and a stage's resumable state are not.
+    """
+    explicit = set(run_params.get("load_versions") or {})
+    missing: dict[str, str] = {}
+    for name in sorted(pipeline.inputs() - explicit):
+        if name.startswith("params:") or name == "parameters":
+            continue
+        try:
+            dataset = catalog.get(name, fallback_to_runtime_pattern=True)
+            stored = isinstance(dataset, AbstractVersionedDataset | SampleStoreDataset)
+            if not stored or dataset.exists():
+                continue
+        except Exception:  # cannot tell: the node that reads it says what is wrong
+            continue
+        where = dataset._describe()
+        missing[name] = str(where.get("filepath") or where.get("path") or "")
+    if not missing:
+        return
+    listed = "; ".join(f"{name} ({path})" for name, path in missing.items())
+    env = run_params.get("env") or "local"
+    raise MissingInputError(
+        f"this run reads what earlier runs in environment {env} write, and nothing is saved yet "
+        f"for: {listed}. Run the pipelines that write them first, in the same environment "
+        f"(kedro run --env {env} --pipelines ...). Nothing was run"
+    )
+
+
+class MissingInputError(ValueError):
+    """A run reads stored data that no earlier run of its environment wrote."""

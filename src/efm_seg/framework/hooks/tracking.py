@@ -32,7 +32,9 @@ from typing import Any
 
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
+from pydantic import BaseModel
 
+from efm_seg.basics.mappings import as_mapping
 from efm_seg.basics.names import TRAINING_TAG
 
 logger = logging.getLogger(__name__)
@@ -159,10 +161,6 @@ class TrackingHook:
     def before_node_run(self, node, catalog, inputs, is_async) -> None:
         if self._mlflow_hook is None:
             return
-        from pydantic import BaseModel
-
-        from efm_seg.basics.mappings import as_mapping
-
         # Kedro hands validated parameter blocks to nodes as pydantic models; kedro-mlflow
         # flattens mappings only (it would log one "root={...}" string per block).
         plain = {

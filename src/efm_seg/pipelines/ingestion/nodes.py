@@ -10,7 +10,7 @@ import pandas as pd
 
 from efm_seg.basics.mappings import as_mapping
 from efm_seg.data.imagery import parse_bands
-from efm_seg.data.labels import LabelScheme
+from efm_seg.data.labels import LabelScheme, colour_hex
 from efm_seg.data.parallel import parallel_map, resolve_workers
 from efm_seg.data.raw import (
     LOSSLESS_MASK_HINT,
@@ -164,8 +164,6 @@ def _unknown_value_problems(
 
 
 def _show(scheme: LabelScheme, index: int) -> str:
-    from efm_seg.data.labels import colour_hex
-
     if scheme.mode == "palette":
         return colour_hex(scheme.colours[index])
     return str(scheme.source_ids[index])
