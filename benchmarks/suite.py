@@ -46,6 +46,8 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
     runs.append(("streaming", ["bench_streaming", "--sources", "20", "80"]))
     # One process against two (DDP, gloo on the CPU), the same global batch.
     runs.append(("ddp", ["bench_ddp", "--epochs", "3" if quick else "4"]))
+    # How long `kedro --help` and `kedro registry list` take to start (no torch).
+    runs.append(("cli", ["bench_cli", "--repeats", "3" if quick else "7"]))
     return runs
 
 
@@ -155,6 +157,18 @@ def markdown(results: dict[str, Any]) -> str:
         f"{one['epoch_s']} s vs {many['epoch_s']} s per epoch; launch and set-up "
         f"{many['overhead_s']} s; the processes share the cores",
     ))  # fmt: skip
+    if "cli" in b:
+        cli = b["cli"]["commands"]
+        torch_s = cli["python -c 'import torch'"]["seconds_median"]
+        for command in ("kedro --help", "kedro registry list"):
+            c = cli[command]
+            lines.append(_row(
+                f"`{command}` start-up (no torch)",
+                f"{c['seconds_median']:.2f} s, {c['peak_rss_mib_median']:.0f} MiB",
+                "< 2 s, < 300 MiB",
+                f"{c['ratio_to_torch_import']:.2f}× an `import torch` ({torch_s:.2f} s) measured "
+                "beside it",
+            ))  # fmt: skip
     peaks = ", ".join(f"{name} {r['peak_rss_mib']:.0f}" for name, r in b.items())
     lines += ["", f"Peak resident memory per benchmark process (MiB): {peaks}.", ""]
     return "\n".join(lines)
