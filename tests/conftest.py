@@ -152,7 +152,7 @@ def write_tiny_local(conf: Path) -> None:
         "  image_filter: lanczos\n  workers: 2\n"
     )
     (conf / "local" / "parameters_stages.yml").write_text(TINY_STAGES)
-    # No MLflow store in every throw-away run; tests/test_tracking.py switches it on.
+    # No MLflow store in every throw-away run; tests/framework/test_tracking.py switches it on.
     (conf / "local" / "parameters_tracking.yml").write_text(
         "tracking:\n  enabled: false\n  checkpoints: true\n"
     )
@@ -218,7 +218,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (project / "conf" / "local" / "parameters_efm.yml").write_text(
         yaml.safe_dump({"efm_method": DEMO_EFM_METHOD})
     )
-    # Tracked in MLflow (the project's SQLite store in the project), read by tests/test_tracking.py.
+    # Tracked in MLflow (the SQLite store in the project), read by tests/framework/test_tracking.py.
     (project / "conf" / "local" / "parameters_tracking.yml").write_text(
         yaml.safe_dump({"tracking": {"enabled": True, "checkpoints": True}})
     )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import yaml
 from kedro.io import DataCatalog
 
-CATALOG = Path(__file__).resolve().parents[2] / "conf/base/catalog.yml"
+from tests.conftest import PROJECT_ROOT
+
+CATALOG = PROJECT_ROOT / "conf/base/catalog.yml"
 
 
 @pytest.mark.parametrize(

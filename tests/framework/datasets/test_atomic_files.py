@@ -19,8 +19,9 @@ from efm_seg.framework.datasets import (
     AtomicMatplotlibDataset,
     AtomicTextDataset,
 )
+from tests.conftest import PROJECT_ROOT
 
-CATALOG = Path(__file__).parents[2] / "conf" / "base" / "catalog.yml"
+CATALOG = PROJECT_ROOT / "conf" / "base" / "catalog.yml"
 
 
 def figure(title: str):
