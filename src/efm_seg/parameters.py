@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from efm_seg.basics.mappings import deep_merge
+from efm_seg.basics.names import STAGES
 from efm_seg.basics.windows import check_window
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.parallel import resolve_workers
@@ -89,6 +90,7 @@ def trains_on_cuda(device: str) -> bool:
 
 
 Device = Annotated[str, Field(description="auto | cpu | cuda | cuda:N")]
+Stage = Literal[STAGES]  # baseline | efm | finetune (efm_seg.basics.names)
 
 
 # -- efm_method -----------------------------------------------------------------------------
@@ -460,9 +462,7 @@ class StudyParams(Block):
     seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
     epochs: StudyEpochs
     variants: dict[str, StudyVariant] = Field(min_length=1)
-    overrides: dict[Literal["baseline", "efm", "finetune"], dict[str, Any]] = Field(
-        default_factory=dict
-    )
+    overrides: dict[Stage, dict[str, Any]] = Field(default_factory=dict)
     tta: bool = True
     confidence: float = Field(0.95, gt=0, lt=1)
 
@@ -561,7 +561,7 @@ class EvaluationParams(Block):
 class PredictParams(Block):
     """``predict``: the checkpoint's stage and the sliding window (efm_seg.inference)."""
 
-    stage: Literal["baseline", "efm", "finetune"] = "finetune"
+    stage: Stage = "finetune"
     window: int = Field(512, ge=32)
     overlap: int = Field(64, ge=0)
     tta: bool = False

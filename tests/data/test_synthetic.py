@@ -14,8 +14,8 @@ from efm_seg.data import synthetic
 from efm_seg.data.synthetic import (
     DEMO_CLASSES,
     DEMO_PALETTE,
-    colourise,
     generate_scene,
+    paint_mask,
     write_demo_dataset,
 )
 
@@ -186,12 +186,12 @@ def test_shadows_fall_on_one_side_of_buildings(
     assert checked >= 3
 
 
-# ------------------------------------------------------------------------------- colourise
+# ------------------------------------------------------------------------------- paint_mask
 
 
 def test_colourise_round_trips() -> None:
     labels = np.tile(np.arange(7, dtype=np.uint8), (5, 3))
-    mask = colourise(labels)
+    mask = paint_mask(labels)
     assert mask.shape == (*labels.shape, 3)
     assert mask.dtype == np.uint8
     np.testing.assert_array_equal(_decode(mask), labels)
@@ -201,11 +201,11 @@ def test_colourise_round_trips() -> None:
 
 def test_colourise_custom_palette_and_bad_labels() -> None:
     palette = {"a": (1, 2, 3), "b": (4, 5, 6)}
-    np.testing.assert_array_equal(colourise(np.array([[1, 0]]), palette), [[[4, 5, 6], [1, 2, 3]]])
+    np.testing.assert_array_equal(paint_mask(np.array([[1, 0]]), palette), [[[4, 5, 6], [1, 2, 3]]])
     with pytest.raises(ValueError, match="labels"):
-        colourise(np.array([[2]]), palette)
+        paint_mask(np.array([[2]]), palette)
     with pytest.raises(ValueError, match="2-D"):
-        colourise(np.zeros((2, 2, 3), dtype=np.uint8))
+        paint_mask(np.zeros((2, 2, 3), dtype=np.uint8))
 
 
 # ---------------------------------------------------------------------- write_demo_dataset
@@ -281,7 +281,7 @@ def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monk
             raise KeyboardInterrupt
         return real(seed, height, width)
 
-    monkeypatch.setattr(synthetic, "generate_scene", failing)
+    monkeypatch.setattr(synthetic.scenes, "generate_scene", failing)  # where the writer finds it
     root = tmp_path / "demo"
     with pytest.raises(KeyboardInterrupt):
         write_demo_dataset(root, n_scenes=3, min_size=64, max_size=64)

@@ -9,7 +9,7 @@ import pytest
 
 from efm_seg.basics.lineage import LineageError, check_stages, digest, split_fingerprint
 from efm_seg.basics.provenance import describe_commit, git_state, package_versions, run_id_of
-from efm_seg.reporting.provenance import provenance_tables, recipe_table
+from efm_seg.reporting.provenance_tables import provenance_tables, recipe_table
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

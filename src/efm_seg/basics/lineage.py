@@ -25,7 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-STAGE_ORDER = ("baseline", "efm", "finetune")
+from efm_seg.basics.names import STAGES
+
 DATA_KEYS = ("store", "split", "classes")
 
 
@@ -165,7 +166,7 @@ def check_stages(stages: Mapping[str, Mapping[str, Any]], what: str) -> None:
     ``stages`` maps a stage to its record: ``checkpoint_run``, ``init_stage``, ``init_run``,
     the data fingerprints and (optionally) ``evaluation_run`` and ``evaluation``.
     """
-    ordered = sorted(stages, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else 99, s))
+    ordered = sorted(stages, key=lambda s: (STAGES.index(s) if s in STAGES else 99, s))
     if not ordered:
         return
     first = stages[ordered[0]]

@@ -14,9 +14,9 @@ from efm_seg.basics.mappings import as_mapping
 from efm_seg.parameters import EFMMethodParams, StageOverrides, StudyParams, TrainingParams
 from efm_seg.study.analysis import METRICS, paired_differences, per_seed_table, summary_table
 from efm_seg.study.cells import check_cells, lineage_as_text, scored_runs, summary_settings
-from efm_seg.study.figures import ablation_figure
 from efm_seg.study.grid import REFERENCE
-from efm_seg.study.report import study_markdown
+from efm_seg.study.markdown import study_markdown
+from efm_seg.study.plot import ablation_figure
 
 logger = logging.getLogger(__name__)
 

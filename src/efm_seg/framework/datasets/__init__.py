@@ -16,9 +16,9 @@ _MODULES = {
     "AtomicTextDataset": "atomic_files",
     "ImageFolderDataset": "image_folder",
     "NpzDataset": "checkpoint",
-    "PredictionFolderDataset": "scenes",
+    "PredictionFolderDataset": "scene_folders",
     "SampleStoreDataset": "sample_store",
-    "SceneFolderDataset": "scenes",
+    "SceneFolderDataset": "scene_folders",
     "SyntheticSceneFolderDataset": "image_folder",
     "TorchCheckpointDataset": "checkpoint",
     "TrainingStateDataset": "training_state",
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         SyntheticSceneFolderDataset,
     )
     from efm_seg.framework.datasets.sample_store import SampleStoreDataset
-    from efm_seg.framework.datasets.scenes import PredictionFolderDataset, SceneFolderDataset
+    from efm_seg.framework.datasets.scene_folders import PredictionFolderDataset, SceneFolderDataset
     from efm_seg.framework.datasets.training_state import TrainingStateDataset
 
 __all__ = [

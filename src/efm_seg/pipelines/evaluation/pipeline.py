@@ -14,9 +14,9 @@ left and re-entered along a path of the DAG (kedro-viz and Airflow group nodes b
 
 from kedro.pipeline import Node, Pipeline
 
+from efm_seg.basics.names import STAGES
 from efm_seg.pipelines.evaluation.nodes import check_lineage, combine_stages, stage_evaluator
 
-STAGES = ("baseline", "efm", "finetune")
 STAGE_OUTPUTS = ("test_metrics", "test_per_class", "test_predictions")
 SHARED_INPUTS = {"encoded_samples", "split", "run_info"}
 PARAMETERS = {"params:dataset", "params:evaluation"}

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from efm_seg.basics.lineage import LineageError, check_stage_rows, classes_fingerprint
 from efm_seg.basics.mappings import as_mapping
+from efm_seg.basics.names import STAGES
 from efm_seg.basics.provenance import describe_commit
 from efm_seg.data.imagery import display_rgb
 from efm_seg.data.labels import LabelScheme
@@ -31,9 +32,7 @@ from efm_seg.reporting import (
     to_markdown,
     training_curves,
 )
-from efm_seg.reporting.provenance import provenance_tables, stages_table
-
-STAGES = ("baseline", "efm", "finetune")
+from efm_seg.reporting.provenance_tables import provenance_tables, stages_table
 
 
 def _history_run(history: pd.DataFrame) -> str | None:

@@ -7,14 +7,13 @@ inputs do not share one lineage is refused before anything is written.
 
 from kedro.pipeline import Node, Pipeline
 
+from efm_seg.basics.names import STAGES
 from efm_seg.pipelines.reporting.nodes import (
     collect_provenance,
     make_figures,
     make_report,
     make_tables,
 )
-
-STAGES = ("baseline", "efm", "finetune")
 
 
 def create_pipeline(**kwargs) -> Pipeline:

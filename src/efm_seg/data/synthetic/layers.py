@@ -1,264 +1,48 @@
-"""Deterministic synthetic aerial scenes with colour-coded masks, for demos, tests and benchmarks.
-
-Each scene is a top-down RGB tile (like a UAV or satellite image) built from structured layers
-rather than noise: a bare-land background with low-frequency texture, striped agriculture
-fields, lakes or a river, roads (straight and curved, with lane markings), buildings (rotated
-rectangles, gable or flat roofs) lining the roads, small swimming pools in back yards, tree
-clumps and single trees, then cast shadows on one consistent side and sensor effects (colour
-cast, slight blur, Gaussian noise; JPEG compression when written to disk).
-
-Shadows are appearance only: a shadowed pixel keeps the class of whatever lies underneath.
-Class frequencies are deliberately imbalanced: bare land and vegetation dominate, buildings and
-roads take a few per cent, and pools stay well under one per cent.
-
-Masks are written as RGB PNGs in the palette of :data:`DEMO_PALETTE`, so that a project reading
-them exercises the same colour → label encoding as with real colour-coded datasets.
-
-Example:
-    ``python -m efm_seg.data.synthetic data/local/01_raw/demo --n-scenes 40 --seed 0``
-"""
+"""The layers of a scene, painted in order: bare land, fields, water, roads, buildings and
+pools, vegetation, shadows, then the sensor."""
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import shutil
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
-from PIL import Image
 
-__all__ = [
-    "DEMO_CLASSES",
-    "DEMO_PALETTE",
-    "colourise",
-    "generate_scene",
-    "main",
-    "write_demo_dataset",
-]
-
-DEMO_CLASSES: tuple[str, ...] = (
-    "bare_land",
-    "building",
-    "road",
-    "vegetation",
-    "water",
-    "agriculture",
-    "pool",
+from efm_seg.data.synthetic.canvas import (
+    _arc_length,
+    _bezier,
+    _Canvas,
+    _fbm,
+    _fixed,
+    _inside,
+    _noise,
+    _poly_mask,
+    _rect,
+    _shift,
+    _tangents,
+    _through_path,
+    _window,
 )
-"""Class names; a class's label id is its position here."""
-
-DEMO_PALETTE: dict[str, tuple[int, int, int]] = {
-    "bare_land": (210, 180, 140),
-    "building": (60, 16, 152),
-    "road": (110, 193, 228),
-    "vegetation": (34, 139, 34),
-    "water": (30, 80, 200),
-    "agriculture": (254, 221, 58),
-    "pool": (0, 255, 255),
-}
-"""Mask colour of each class, in label-id order."""
-
-BARE_LAND, BUILDING, ROAD, VEGETATION, WATER, AGRICULTURE, POOL = range(7)
-
-MIN_SIZE = 32
-"""Smallest height or width :func:`generate_scene` accepts."""
-
-# Classes a building or its margin may not overlap.
-_BLOCKS_BUILDING = np.zeros(256, dtype=bool)
-_BLOCKS_BUILDING[[BUILDING, ROAD, WATER, POOL]] = True
-
-# Appearance tables (RGB, 0..255); each scene draws from them and jitters the draw.
-_BARE_COLOURS = np.array(
-    [
-        (182, 162, 130),
-        (166, 151, 126),
-        (150, 140, 106),
-        (196, 178, 144),
-        (142, 126, 101),
-        (172, 150, 118),
-    ],
-    dtype=np.float32,
+from efm_seg.data.synthetic.palette import (
+    _BARE_COLOURS,
+    _BLOCKS_BUILDING,
+    _DRY_GRASS,
+    _FIELD_COLOURS,
+    _GREENS,
+    _MARKING,
+    _POOL_RIM,
+    _ROOF_COLOURS,
+    _ROOF_WEIGHTS,
+    _WATER_COLOURS,
+    AGRICULTURE,
+    BARE_LAND,
+    BUILDING,
+    POOL,
+    ROAD,
+    VEGETATION,
+    WATER,
 )
-_DRY_GRASS = np.array((128, 132, 88), dtype=np.float32)
-_FIELD_COLOURS = np.array(
-    [  # (row colour, inter-row colour)
-        ((84, 134, 60), (112, 114, 76)),
-        ((118, 140, 80), (142, 116, 86)),
-        ((206, 186, 122), (184, 164, 104)),
-        ((126, 96, 70), (100, 78, 60)),
-        ((62, 118, 50), (78, 134, 62)),
-        ((150, 160, 90), (170, 150, 100)),
-    ],
-    dtype=np.float32,
-)
-_WATER_COLOURS = np.array(
-    [  # (deep, shallow)
-        ((26, 54, 92), (58, 88, 98)),
-        ((38, 82, 94), (72, 108, 100)),
-        ((58, 78, 64), (96, 106, 82)),
-        ((44, 118, 136), (82, 150, 150)),
-        ((32, 66, 120), (66, 104, 132)),
-    ],
-    dtype=np.float32,
-)
-_GREENS = np.array(
-    [(42, 78, 38), (50, 90, 45), (36, 68, 42), (62, 92, 48), (55, 84, 35)], dtype=np.float32
-)
-_ROOF_COLOURS = np.array(
-    [
-        (150, 150, 148),  # concrete
-        (84, 86, 92),  # dark shingle
-        (160, 82, 62),  # terracotta
-        (214, 212, 206),  # white membrane
-        (118, 128, 142),  # blue-grey metal
-        (112, 92, 74),  # brown
-        (188, 170, 140),  # sand-coloured (close to bare land)
-    ],
-    dtype=np.float32,
-)
-_ROOF_WEIGHTS = np.array([0.22, 0.18, 0.2, 0.12, 0.1, 0.1, 0.08])
-_MARKING = np.array((226, 224, 212), dtype=np.float32)
-_POOL_RIM = np.array((214, 212, 202), dtype=np.float32)
-
-
-@dataclass
-class _Canvas:
-    """Mutable state of one scene while it is being painted."""
-
-    rng: np.random.Generator
-    h: int
-    w: int
-    f: float  # feature-size scale (1.0 at 320 x 320)
-    density: float  # object-count scale, so class fractions do not depend on the size
-    img: np.ndarray  # (h, w, 3) float32, 0..255
-    lab: np.ndarray  # (h, w) uint8 label ids
-    reserved: np.ndarray  # (h, w) bool: keep vegetation off (building margins, pool decks)
-    shadow: np.ndarray  # (h, w) uint8: building shadows
-    sun: np.ndarray  # unit vector (x, y): the direction shadows fall
-    xx: np.ndarray  # (1, w) float32 column coordinates
-    yy: np.ndarray  # (h, 1) float32 row coordinates
-
-
-# --------------------------------------------------------------------------------------------
-# Small helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.ndarray:
-    """Smooth zero-mean, unit-variance noise with features about ``cell`` pixels across."""
-    gh = max(2, math.ceil(h / max(cell, 1.0)) + 1)
-    gw = max(2, math.ceil(w / max(cell, 1.0)) + 1)
-    grid = rng.standard_normal((gh, gw), dtype=np.float32)
-    field = cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
-    field -= field.mean()
-    field /= field.std() + 1e-6
-    return field
-
-
-def _fbm(rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 3) -> np.ndarray:
-    """Fractal noise: octaves of :func:`_noise` at halving sizes and amplitudes, normalised."""
-    total = np.zeros((h, w), dtype=np.float32)
-    amp = 1.0
-    for k in range(octaves):
-        total += amp * _noise(rng, h, w, cell / 2**k)
-        amp *= 0.5
-    total -= total.mean()
-    total /= total.std() + 1e-6
-    return total
-
-
-def _shift(a: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """``a`` moved by (dx, dy) pixels, zero-filled (no wrap-around)."""
-    out = np.zeros_like(a)
-    h, w = a.shape[:2]
-    if abs(dx) >= w or abs(dy) >= h:
-        return out
-    out[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)] = a[
-        max(0, -dy) : h + min(0, -dy), max(0, -dx) : w + min(0, -dx)
-    ]
-    return out
-
-
-def _rect(centre: np.ndarray, length: float, depth: float, angle: float) -> np.ndarray:
-    """Corners (4, 2) of a rectangle: ``length`` along ``angle`` (radians), ``depth`` across."""
-    a = np.array((math.cos(angle), math.sin(angle)))
-    b = np.array((-a[1], a[0]))
-    hl, hd = length / 2, depth / 2
-    return np.stack(
-        [
-            centre + a * hl + b * hd,
-            centre - a * hl + b * hd,
-            centre - a * hl - b * hd,
-            centre + a * hl - b * hd,
-        ]
-    )
-
-
-def _fixed(pts: np.ndarray) -> np.ndarray:
-    """Points as int32 with 3 fractional bits, for OpenCV drawing with ``shift=3``."""
-    return np.round(np.asarray(pts) * 8.0).astype(np.int32)
-
-
-def _window(pts: np.ndarray, h: int, w: int) -> tuple[int, int, int, int] | None:
-    """Bounding box (y0, y1, x0, x1) of ``pts`` clipped to the image, or None if outside."""
-    x0 = max(0, math.floor(pts[:, 0].min()) - 1)
-    x1 = min(w, math.ceil(pts[:, 0].max()) + 2)
-    y0 = max(0, math.floor(pts[:, 1].min()) - 1)
-    y1 = min(h, math.ceil(pts[:, 1].max()) + 2)
-    if x0 >= x1 or y0 >= y1:
-        return None
-    return y0, y1, x0, x1
-
-
-def _poly_mask(pts: np.ndarray, win: tuple[int, int, int, int]) -> np.ndarray:
-    """Boolean mask of polygon ``pts`` (image coordinates) inside window ``win``."""
-    y0, y1, x0, x1 = win
-    mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-    cv2.fillPoly(mask, [_fixed(pts - (x0, y0))], 1, lineType=cv2.LINE_8, shift=3)
-    return mask.view(bool)
-
-
-def _bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, n: int) -> np.ndarray:
-    """``n`` points (n, 2) along the cubic Bezier curve with control points p0..p3."""
-    t = np.linspace(0.0, 1.0, n)[:, None]
-    u = 1.0 - t
-    return u**3 * p0 + 3 * u**2 * t * p1 + 3 * u * t**2 * p2 + t**3 * p3
-
-
-def _arc_length(path: np.ndarray) -> np.ndarray:
-    """Cumulative arc length at each point of a polyline."""
-    seg = np.linalg.norm(np.diff(path, axis=0), axis=1)
-    return np.concatenate([[0.0], np.cumsum(seg)])
-
-
-def _tangents(path: np.ndarray) -> np.ndarray:
-    """Unit tangent at each point of a polyline."""
-    t = np.gradient(path, axis=0)
-    return t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
-
-
-def _through_path(rng: np.random.Generator, h: int, w: int, curved: bool) -> np.ndarray:
-    """A straight or gently curved polyline crossing the whole image."""
-    diag = math.hypot(h, w)
-    p = np.array((rng.uniform(0.12, 0.88) * w, rng.uniform(0.12, 0.88) * h))
-    theta = rng.uniform(0.0, math.pi)
-    d = np.array((math.cos(theta), math.sin(theta)))
-    n = np.array((-d[1], d[0]))
-    a, b = p - d * 0.75 * diag, p + d * 0.75 * diag
-    bend = rng.uniform(-0.35, 0.35, size=2) * diag if curved else np.zeros(2)
-    c1 = a + (b - a) / 3 + n * bend[0]
-    c2 = a + 2 * (b - a) / 3 + n * bend[1]
-    return _bezier(a, c1, c2, b, max(48, int(1.5 * diag / 2.5)))
-
-
-def _inside(p: np.ndarray, h: int, w: int, margin: float = 0.0) -> bool:
-    return bool(-margin <= p[0] < w + margin and -margin <= p[1] < h + margin)
-
 
 # --------------------------------------------------------------------------------------------
 # Layers
@@ -649,213 +433,3 @@ def _sensor(cv: _Canvas) -> np.ndarray:
     img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.45, 0.85))
     img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(1.5, 3.5))
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
-
-
-# --------------------------------------------------------------------------------------------
-# Public API
-# --------------------------------------------------------------------------------------------
-
-
-def generate_scene(seed: int, height: int = 320, width: int = 320) -> tuple[np.ndarray, np.ndarray]:
-    """Generate one synthetic aerial scene and its label map.
-
-    Feature sizes (buildings, roads, field rows, tree crowns) grow gently with the image size,
-    and object counts grow with the area, so class fractions stay similar from 64 to 1024
-    pixels. Not every class is present in every scene.
-
-    Args:
-        seed: Non-negative seed; the same seed and size always give bit-identical output.
-        height: Image height in pixels (at least :data:`MIN_SIZE`).
-        width: Image width in pixels (at least :data:`MIN_SIZE`).
-
-    Returns:
-        ``(image, labels)``: an ``(height, width, 3)`` uint8 RGB image and an
-        ``(height, width)`` uint8 map of label ids ``0..6`` (positions in :data:`DEMO_CLASSES`).
-
-    Raises:
-        ValueError: If ``height`` or ``width`` is below :data:`MIN_SIZE`, or ``seed`` is negative.
-    """
-    for name, value in (("height", height), ("width", width)):
-        if int(value) != value or value < MIN_SIZE:
-            raise ValueError(f"{name} must be an integer >= {MIN_SIZE}, got {value!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed!r}")
-    h, w = int(height), int(width)
-    rng = np.random.default_rng(seed)
-    ratio = math.sqrt(h * w) / 320.0
-    f = float(np.clip(math.sqrt(ratio), 0.6, 1.8))
-    sun_angle = rng.uniform(0, 2 * math.pi)
-    cv = _Canvas(
-        rng=rng,
-        h=h,
-        w=w,
-        f=f,
-        density=ratio**2 / f**2,
-        img=np.zeros((h, w, 3), dtype=np.float32),
-        lab=np.zeros((h, w), dtype=np.uint8),
-        reserved=np.zeros((h, w), dtype=bool),
-        shadow=np.zeros((h, w), dtype=np.uint8),
-        sun=np.array((math.cos(sun_angle), math.sin(sun_angle))),
-        xx=np.arange(w, dtype=np.float32)[None, :],
-        yy=np.arange(h, dtype=np.float32)[:, None],
-    )
-    urban = float(rng.beta(1.3, 1.4))
-
-    _paint_bare_land(cv)
-    if rng.random() < 0.8 - 0.5 * urban:
-        _paint_fields(cv, rng.uniform(0.2, 0.6) * (1.0 - 0.5 * urban))
-    water_kind = rng.random()
-    if water_kind < 0.3:
-        _paint_water(cv, _lake(cv))
-    elif water_kind < 0.55:
-        _paint_water(cv, _river(cv))
-    roads = _road_layers(cv, urban)
-    _place_buildings(cv, roads, urban)
-    veg = _paint_vegetation(cv, urban)
-    _apply_shadows(cv, veg)
-    return _sensor(cv), cv.lab
-
-
-def colourise(
-    labels: np.ndarray, palette: Mapping[str, tuple[int, int, int]] = DEMO_PALETTE
-) -> np.ndarray:
-    """Turn a label-id map into a colour-coded RGB mask.
-
-    Args:
-        labels: ``(H, W)`` integer label ids; id ``i`` is the ``i``-th entry of ``palette``.
-        palette: Class name → RGB colour, in label-id order.
-
-    Returns:
-        ``(H, W, 3)`` uint8 RGB mask.
-
-    Raises:
-        ValueError: If a label id has no palette entry or ``labels`` is not 2-D.
-    """
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"labels must be a 2-D array, got shape {labels.shape}")
-    lut = np.array(list(palette.values()), dtype=np.uint8).reshape(-1, 3)
-    if labels.size and (labels.min() < 0 or labels.max() >= len(lut)):
-        raise ValueError(
-            f"labels must lie in 0..{len(lut) - 1} (one per palette entry), "
-            f"got {labels.min()}..{labels.max()}"
-        )
-    return lut[labels.astype(np.intp, copy=False)]
-
-
-def _scene_plan(seed: int, index: int, min_size: int, max_size: int) -> tuple[int, int, int]:
-    """(scene seed, height, width) of scene ``index``; independent of how many scenes there are."""
-    rng = np.random.default_rng([seed, index])
-    height, width = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
-    return int(rng.integers(0, 2**63 - 1)), height, width
-
-
-def write_demo_dataset(
-    root: str | Path,
-    *,
-    n_scenes: int = 40,
-    seed: int = 0,
-    min_size: int = 256,
-    max_size: int = 384,
-    jpeg_quality: int = 92,
-) -> list[str]:
-    """Write a synthetic dataset of JPEG images and colour-coded PNG masks.
-
-    Layout: ``root/images/{id}_sat.jpg`` and ``root/masks/{id}_mask.png`` with ids
-    ``scene_000``, ``scene_001``, … Each scene has its own height and width, drawn uniformly
-    from ``[min_size, max_size]``, and its own seed derived from ``(seed, index)``, so scene
-    ``i`` is the same whatever ``n_scenes`` is.
-
-    The dataset is built in a hidden temporary sibling of ``root`` and renamed into place at
-    the end, so an interrupted run never leaves a partial dataset at ``root``.
-
-    Args:
-        root: Output directory; it must not exist or be empty.
-        n_scenes: Number of scenes (at least 1).
-        seed: Non-negative base seed.
-        min_size: Smallest height/width (at least 64).
-        max_size: Largest height/width (at least ``min_size``).
-        jpeg_quality: JPEG quality of the images, 1..100.
-
-    Returns:
-        The scene ids, in order.
-
-    Raises:
-        FileExistsError: If ``root`` exists and is not an empty directory.
-        ValueError: If an argument is out of range.
-    """
-    if n_scenes < 1:
-        raise ValueError(f"n_scenes must be >= 1, got {n_scenes!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed!r}")
-    if min_size < 64:
-        raise ValueError(f"min_size must be >= 64, got {min_size!r}")
-    if max_size < min_size:
-        raise ValueError(f"max_size must be >= min_size ({min_size}), got {max_size!r}")
-    if not 1 <= jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality!r}")
-
-    root = Path(root)
-    _refuse_existing(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    ids = [f"scene_{i:03d}" for i in range(n_scenes)]
-    try:
-        (tmp / "images").mkdir(parents=True)
-        (tmp / "masks").mkdir()
-        for i, scene_id in enumerate(ids):
-            scene_seed, height, width = _scene_plan(seed, i, min_size, max_size)
-            image, labels = generate_scene(scene_seed, height, width)
-            Image.fromarray(image).save(
-                tmp / "images" / f"{scene_id}_sat.jpg", quality=jpeg_quality
-            )
-            Image.fromarray(colourise(labels)).save(tmp / "masks" / f"{scene_id}_mask.png")
-        _refuse_existing(root)
-        if root.is_dir():  # empty directory: replace it (os.replace cannot on every OS)
-            root.rmdir()
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return ids
-
-
-def _refuse_existing(root: Path) -> None:
-    if root.is_dir():
-        if any(root.iterdir()):
-            raise FileExistsError(f"{root} already exists and is not empty")
-    elif root.exists():
-        raise FileExistsError(f"{root} already exists and is not a directory")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m efm_seg.data.synthetic OUT_DIR [--n-scenes N] [--seed S] …``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m efm_seg.data.synthetic",
-        description="Write a synthetic aerial segmentation dataset (JPEG images, colour masks).",
-    )
-    parser.add_argument("out_dir", type=Path, help="output directory (must not exist or be empty)")
-    parser.add_argument("--n-scenes", type=int, default=40, help="number of scenes (default 40)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    parser.add_argument("--min-size", type=int, default=256, help="smallest side (default 256)")
-    parser.add_argument("--max-size", type=int, default=384, help="largest side (default 384)")
-    parser.add_argument("--jpeg-quality", type=int, default=92, help="JPEG quality (default 92)")
-    args = parser.parse_args(argv)
-    try:
-        ids = write_demo_dataset(
-            args.out_dir,
-            n_scenes=args.n_scenes,
-            seed=args.seed,
-            min_size=args.min_size,
-            max_size=args.max_size,
-            jpeg_quality=args.jpeg_quality,
-        )
-    except (FileExistsError, ValueError) as exc:
-        parser.error(str(exc))
-    print(f"wrote {len(ids)} scenes to {args.out_dir}")
-
-
-if __name__ == "__main__":
-    main()

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from efm_seg.parameters import StudyParams
 from efm_seg.study.analysis import METRICS
-from efm_seg.study.report import run_label
+from efm_seg.study.markdown import run_label
 
 PLOTTED = ("miou", "boundary_iou", "ece")
 
