@@ -234,40 +234,67 @@ class Trainer:
             torch.cuda.set_device(self.device)
         self.amp_dtype, use_scaler = resolve_precision(config, self.device)
         generator = seed_everything(config.seed)
+        # In this order: the model is built right after seeding, so that stages with the same
+        # seed start from the same weights; the data loaders draw from the seeded generator.
+        model = self._build_model(train_ids, val_ids, init_checkpoint)
+        self.normalization = self._normalization(init_checkpoint, train_ids)
+        self._build_criteria()
+        self.state = self._build_state(model, len(train_ids), use_scaler)
+        # The training steps go through DDP (gradients averaged over the ranks); every other
+        # forward (validation, EFM refresh, snapshots) uses the plain model, so no rank waits
+        # for another there. The state keeps the plain model: checkpoints and resume need it.
+        self.train_model: nn.Module = model
+        if self.world > 1:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+        self._build_loaders(train_ids, val_ids, generator)
 
+    # -- set-up ------------------------------------------------------------------------------
+    def _build_model(
+        self,
+        train_ids: Sequence[str],
+        val_ids: Sequence[str],
+        init_checkpoint: Mapping[str, Any] | None,
+    ) -> nn.Module:
+        """The stage's model on its device: new weights, or the previous stage's."""
+        config = self.config
         self.spec = ModelSpec(
             arch=config.arch,
             encoder=config.encoder,
             num_classes=len(self.classes),
-            in_channels=store.channels,
+            in_channels=self.store.channels,
         )
-        self.image_size = sample_shape(store, list(train_ids) + list(val_ids))
+        self.image_size = sample_shape(self.store, list(train_ids) + list(val_ids))
         check_input_size(self.spec, *self.image_size)
-        # Built right after seeding: stages with the same seed start from the same weights.
         model = build_model(self.spec, config.encoder_weights)
         if init_checkpoint is not None:
             self._load_init(model, init_checkpoint)
         if self.world > 1 and config.distributed.sync_batchnorm:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model.to(self.device)
-        self.normalization = self._normalization(init_checkpoint, train_ids)
-        norm = {"mean": self.normalization["mean"], "std": self.normalization["std"]}
+        return model.to(self.device)
 
-        loss = dict(config.loss)
-        self.criterion = EFMLoss(len(self.classes), ignore_index=ignore_index, **loss)
+    def _build_criteria(self) -> None:
+        """The stage's loss (eq. 10 with EFM, else eq. 6) and eq. 6 for validation."""
+        loss = dict(self.config.loss)
+        classes = len(self.classes)
+        self.criterion = EFMLoss(classes, ignore_index=self.ignore_index, **loss)
         # Eq. 6, the baseline objective: the loss of stages without EFM, and the validation loss
         # of every stage, so that the curves of the three stages can be compared.
         baseline_keys = ("lambda_ce", "lambda_dice", "label_smoothing")
         self.baseline_criterion = EFMLoss(
-            len(self.classes),
-            ignore_index=ignore_index,
+            classes,
+            ignore_index=self.ignore_index,
             gamma=0.0,
             topk_ratio=1.0,
             **{k: loss[k] for k in baseline_keys if k in loss},
         )
-        if not config.efm.enabled:
+        if not self.config.efm.enabled:
             self.criterion = self.baseline_criterion
 
+    def _build_state(self, model: nn.Module, train_count: int, use_scaler: bool) -> TrainState:
+        """What changes while the stage trains: optimiser, schedule, scaler, EMA, EFM store."""
+        config = self.config
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -285,8 +312,8 @@ class Trainer:
         )
         efm_store = None
         if config.efm.enabled and config.efm.source == "per_sample":
-            efm_store = EFMStore(len(train_ids), *self.image_size)
-        self.state = TrainState(
+            efm_store = EFMStore(train_count, *self.image_size)
+        return TrainState(
             model=model,
             optimizer=optimizer,
             scheduler=scheduler,
@@ -294,15 +321,14 @@ class Trainer:
             ema=ema,
             efm_store=efm_store,
         )
-        # The training steps go through DDP (gradients averaged over the ranks); every other
-        # forward (validation, EFM refresh, snapshots) uses the plain model, so no rank waits
-        # for another there. The state keeps the plain model: checkpoints and resume need it.
-        self.train_model: nn.Module = model
-        if self.world > 1:
-            self.train_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device] if self.device.type == "cuda" else None
-            )
 
+    def _build_loaders(
+        self, train_ids: Sequence[str], val_ids: Sequence[str], generator: torch.Generator
+    ) -> None:
+        """The training loader (augmented, with the EFM store) and the loaders of the passes
+        without gradients (EFM refresh, validation, snapshots)."""
+        config, store = self.config, self.store
+        norm = {"mean": self.normalization["mean"], "std": self.normalization["std"]}
         self.batch_size = config.batch_size // self.world  # per rank; the global batch is
         loader_args = {
             "batch_size": self.batch_size,
@@ -314,7 +340,7 @@ class Trainer:
             store,
             train_ids,
             build_transforms(config.augment, seed=self._augment_seed(), rgb=self.rgb),
-            efm_store,
+            self.state.efm_store,
             track_geometry=config.efm.collects_from_steps(config.epochs),
             **norm,
         )
