@@ -9,6 +9,12 @@ instead of ``build/``), served by ``http.server`` on 127.0.0.1 and opened in Deb
 The expected names come from the project's own pipeline registry: every registered pipeline
 must be offered by the pipeline selector, and every namespace of the default pipeline (each
 pipeline's nodes live in a namespace of its name) must label a group in the default flowchart.
+
+The default view (what a first visit shows, in the test's 1600×1000 window) must read at a
+glance: the groups and, between them, only datasets that one pipeline writes and another reads
+(no parameter, no node outside a group, none of the inputs nobody writes or the report's files),
+with enough of them to show how every group gets its data and hands on its own, drawn at a
+zoom where their labels can be read.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +51,12 @@ SELECTOR = "[data-test='kedro-pipeline-selector']"
 FLOWCHART = "svg.pipeline-flowchart__graph"
 GROUP_LABELS = f"{FLOWCHART} .pipeline-node--modularPipeline text"
 NODE_LABELS = f"{FLOWCHART} .pipeline-node text"
+DATA_LABELS = f"{FLOWCHART} .pipeline-node--data text"
+ZOOM_LEVEL = ".pipeline-minimap-toolbar__scale"
+# Readable in a 1600×1000 screenshot: kedro-viz fits the whole graph in the window, and without
+# the project's default view it opened at 26 % with 4 px labels (29 datasets beside the groups).
+MIN_ZOOM_PERCENT = 40
+MIN_LABEL_PX = 7
 RENDER_TIMEOUT = 60  # seconds; the flowchart appears within a few on an idle machine
 
 
@@ -75,15 +88,33 @@ def browser_tools() -> tuple[str, str]:
     return chromium, driver
 
 
-def registry_names(project: Path) -> tuple[list[str], list[str]]:
-    """The registered pipelines' names and the top-level namespaces of ``__default__``'s nodes,
-    from the project's own registry (what ``kedro registry list`` prints)."""
+Flows = dict[str, tuple[str | None, frozenset[str]]]
+
+
+def registry_names(project: Path) -> tuple[list[str], list[str], Flows]:
+    """The registered pipelines' names, the top-level namespaces of ``__default__``'s nodes and
+    its datasets' flows (dataset → the namespace that writes it, or None, and those that read
+    it), from the project's own registry (what ``kedro registry list`` prints)."""
     bootstrap_project(project)
     from kedro.framework.project import pipelines
 
     registered = sorted(pipelines)
-    namespaces = {n.namespace.split(".")[0] for n in pipelines["__default__"].nodes if n.namespace}
-    return registered, sorted(namespaces)
+    default = pipelines["__default__"]
+    namespaces = {n.namespace.split(".")[0] for n in default.nodes if n.namespace}
+    writer: dict[str, str] = {}
+    readers: dict[str, set[str]] = {}
+    for node in default.nodes:
+        top = (node.namespace or "").split(".")[0]
+        for name in node.outputs:
+            writer[name] = top
+        for name in node.inputs:
+            if not name.startswith("params:") and name != "parameters":
+                readers.setdefault(name, set()).add(top)
+    flows = {
+        name: (writer.get(name), frozenset(readers.get(name, ())))
+        for name in set(writer) | set(readers)
+    }
+    return registered, sorted(namespaces), flows
 
 
 @contextmanager
@@ -162,7 +193,7 @@ def test_static_viz_site_renders_every_pipeline(tmp_path: Path, browser: WebDriv
             stderr=subprocess.STDOUT,
         )
         try:
-            registered, namespaces = registry_names(project)
+            registered, namespaces, flows = registry_names(project)
             returncode = build.wait(timeout=300)
         finally:
             if build.poll() is None:
@@ -190,7 +221,72 @@ def test_static_viz_site_renders_every_pipeline(tmp_path: Path, browser: WebDriv
             pytest.fail(
                 f"the flowchart did not render in {RENDER_TIMEOUT} s; the page shows:\n{body}"
             )
+        check_default_view(browser, namespaces, flows)
         check_page(browser, registered, namespaces)
+
+
+SETTLED_VIEW_JS = """
+const graph = document.querySelector(arguments[0]);
+const wrapper = graph && graph.querySelector('#zoom-wrapper');
+const zoom = document.querySelector(arguments[1]);
+const shown = e => e.getClientRects().length > 0
+    && e.checkVisibility({opacityProperty: true, visibilityProperty: true});
+const labels = Array.from(document.querySelectorAll(arguments[2])).filter(shown);
+return {
+    transform: wrapper ? wrapper.getAttribute('transform') : null,
+    animating: !!document.querySelector('.pipeline-flowchart__zoom-wrapper--animating'),
+    zoom: zoom ? zoom.textContent.trim() : null,
+    labels: labels.map(e => [e.textContent.trim(), e.getBoundingClientRect().height]).sort(),
+};
+"""
+
+
+def settled_view(driver: WebDriver, timeout: float = 30) -> dict:
+    """The flowchart's zoom and visible node labels (with their heights on screen) once the view
+    no longer moves: the same in three reads half a second apart (kedro-viz fits the graph in
+    the window when it is laid out, with a transition when that happens again)."""
+    reads: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        read = driver.execute_script(SETTLED_VIEW_JS, FLOWCHART, ZOOM_LEVEL, NODE_LABELS)
+        reads = [*reads[-2:], read]
+        if len(reads) == 3 and not read["animating"] and all(r == read for r in reads):
+            return read
+        time.sleep(0.5)
+    pytest.fail(f"the flowchart kept moving for {timeout} s: {reads}")
+
+
+def check_default_view(browser: WebDriver, namespaces: list[str], flows: Flows) -> None:
+    """What a first visit shows: the groups and the datasets passed between them, readable."""
+    view = settled_view(browser)
+    shown_data = visible_texts(browser, DATA_LABELS)
+    names = {pretty(name): name for name in flows} | {name: name for name in flows}
+    data = {names.get(text, text) for text in shown_data}
+    passed = {name for name, (writer, readers) in flows.items() if writer and readers - {writer}}
+
+    # Nothing but the groups and the data between them: no node drawn outside its group, no
+    # parameter, and no dataset that is not written by one pipeline and read by another.
+    assert not visible_texts(browser, f"{FLOWCHART} .pipeline-node--task text")
+    assert not visible_texts(browser, f"{FLOWCHART} .pipeline-node--parameters text")
+    loose = sorted(data - passed)
+    assert not loose, f"the default view shows datasets not passed between pipelines: {loose}"
+
+    # ...and enough of that data to follow it: every group that reads another's output is shown
+    # one such input, every group whose output another reads is shown one such output.
+    for namespace in namespaces:
+        inputs = {d for d in passed if namespace in flows[d][1] and flows[d][0] != namespace}
+        outputs = {d for d in passed if flows[d][0] == namespace}
+        assert not inputs or inputs & data, f"{namespace}: none of its inputs {sorted(inputs)}"
+        assert not outputs or outputs & data, f"{namespace}: none of its outputs {sorted(outputs)}"
+
+    # Readable: the zoom kedro-viz chose to fit the graph, and every label's height on screen.
+    assert view["zoom"] and view["zoom"].endswith("%"), view
+    zoom = int(view["zoom"].rstrip("%"))
+    smallest = min(view["labels"], key=lambda label: label[1])
+    assert zoom >= MIN_ZOOM_PERCENT and smallest[1] >= MIN_LABEL_PX, (
+        f"the default view opens at {zoom} % with labels down to {smallest[1]:.1f} px "
+        f"({smallest[0]}); {len(view['labels'])} labels: {sorted(t for t, _ in view['labels'])}"
+    )
 
 
 def check_page(browser: WebDriver, registered: list[str], namespaces: list[str]) -> None:
