@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,7 @@ from kedro.framework.startup import bootstrap_project
 
 from efm_seg.data.samples import open_store
 from efm_seg.framework.hooks.checks import MissingInputError
-from tests.conftest import PROJECT_ROOT, kedro_run
+from tests.conftest import PROJECT_ROOT, kedro_run, make_project
 
 # Read from outside the data root by design: the raw dataset (--params raw_root) and the scenes
 # to label (--params predict_root).
@@ -68,11 +69,24 @@ def assert_under(paths: dict[str, Path], root: Path) -> None:
     assert not outside, f"outside {root}: {outside}"
 
 
+@pytest.fixture(scope="module")
+def project_with_mine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A throw-away project with a user's environment beside the shipped ones; nothing in it is
+    run, so the tests that only read configuration share it."""
+    project = make_project(tmp_path_factory.mktemp("sessions"))
+    add_user_environment(project)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(project)
+        monkeypatch.setenv("DO_NOT_TRACK", "1")
+        yield project
+
+
 @pytest.mark.parametrize("registry_first", [True, False], ids=["registry-first", "context-first"])
 @pytest.mark.parametrize("env", [*SHIPPED, "mine"])
-def test_every_catalog_path_lies_under_the_sessions_data_root(kedro_project, env, registry_first):
-    if env == "mine":
-        add_user_environment(kedro_project)
+def test_every_catalog_path_lies_under_the_sessions_data_root(
+    project_with_mine, env, registry_first
+):
+    kedro_project = project_with_mine
     bootstrap_project(kedro_project)
     pipelines = kedro_project_module.pipelines
     if registry_first:  # a registry built before any session (a script, a notebook)
@@ -98,9 +112,8 @@ def test_every_catalog_path_lies_under_the_sessions_data_root(kedro_project, env
 
 
 @pytest.mark.parametrize("env", ["dubai", "mine"])
-def test_the_cli_resolves_every_path_under_the_environments_data_root(kedro_project, env):
-    if env == "mine":
-        add_user_environment(kedro_project)
+def test_the_cli_resolves_every_path_under_the_environments_data_root(project_with_mine, env):
+    kedro_project = project_with_mine
     result = subprocess.run(
         [sys.executable, "-m", "kedro", "catalog", "resolve-patterns", "--env", env, "-p", "study"],
         cwd=kedro_project,
