@@ -18,7 +18,7 @@ from PIL import Image
 from rasterio.transform import from_origin
 
 from efm_seg.data.samples import open_store
-from efm_seg.inference import scenes as predict_nodes
+from efm_seg.inference import predict as predict_nodes
 from efm_seg.inference import sliding_window_probs
 from tests.conftest import (
     DATASET_PARAMS,
