@@ -19,7 +19,6 @@ from rasterio.transform import from_origin
 
 from efm_seg.data.samples import open_store
 from efm_seg.inference import predict as predict_nodes
-from efm_seg.inference import sliding_window_probs
 from tests.conftest import (
     DATASET_PARAMS,
     colour_mask,
@@ -171,13 +170,15 @@ def test_predict_feeds_the_model_the_chosen_bands_normalised_as_trained(multiban
     window = {"predict.window": 32, "predict.overlap": 8}
     fed = []
 
-    def recording(model, image, **kwargs):
-        fed.append(image.clone())
-        return sliding_window_probs(model, image, **kwargs)
+    real = predict_nodes.label_rows
+
+    def recording(read, height, width, *args, **kwargs):
+        fed.append(read(0, height)[0].clone())  # the whole scene, as the model is fed it
+        return real(read, height, width, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(project)
-        monkeypatch.setattr(predict_nodes, "sliding_window_probs", recording)
+        monkeypatch.setattr(predict_nodes, "label_rows", recording)
         with pytest.raises(
             ValueError, match=r"rgb.tif: 3 band\(s\), but the finetune model takes bands \[4, 1"
         ):

@@ -568,6 +568,12 @@ class PredictParams(Block):
     batch_size: int = Field(4, ge=1)
     device: Device = "auto"
     overlay_alpha: float = Field(0.5, ge=0, le=1)
+    # The value of a band that marks nodata in scenes whose files mark none (no nodata value,
+    # alpha band or mask): a pixel is nodata where every band has it. null: every pixel is data.
+    nodata: float | None = None
+    # The previews (<stem>.png, <stem>_overlay.jpg) at most this many pixels on their longer
+    # side: a GeoTIFF's full-resolution map is its <stem>_ids.tif (0: previews at full size).
+    preview_size: int = Field(4096, ge=0)
 
     @field_validator("device")
     @classmethod

@@ -114,3 +114,27 @@ def test_tta_averages_the_four_flips_of_each_crop():
 def test_bad_windows_are_refused(window, overlap, message):
     with pytest.raises(ValueError, match=message):
         sliding_window_probs(LocalNet(), torch.randn(3, 40, 40), window=window, overlap=overlap)
+
+
+def test_the_overlap_is_the_weighted_mean_of_the_crops_that_cover_it():
+    """Two crops side by side, sharing 8 columns: each pixel there is the mean of the two crops'
+    probabilities weighted by their blending weights, computed here by hand (uniform weights,
+    a plain mean, would pass every other test)."""
+    model = LocalNet()
+    image = torch.randn(3, 32, 56)
+    window, overlap = 32, 8
+    probs = sliding_window_probs(model, image, window=window, overlap=overlap)
+    with torch.no_grad():
+        left = model(image[None, :, :, :32]).softmax(1)[0]
+        right = model(image[None, :, :, 24:]).softmax(1)[0]
+    # Within a crop, the weight of column c is the ramp's: (c+1)/(overlap+1) near its left edge,
+    # (window-c)/(overlap+1) near its right edge, 1 inside; rows likewise (one crop per row).
+    ramp = [min(1.0, (c + 1) / (overlap + 1), (window - c) / (overlap + 1)) for c in range(32)]
+    for row in (0, 5, 16, 31):
+        for column in range(24, 32):  # the shared columns
+            w_left = ramp[row] * ramp[column]
+            w_right = ramp[row] * ramp[column - 24]
+            expected = (w_left * left[:, row, column] + w_right * right[:, row, column - 24]) / (
+                w_left + w_right
+            )
+            torch.testing.assert_close(probs[:, row, column], expected)

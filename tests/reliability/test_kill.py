@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -69,6 +70,7 @@ def test_sigkill_at_a_random_epoch_then_the_same_command(tmp_path, monkeypatch):
         time.sleep(0.005)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    killed_run = re.search(r"Run (\S+Z) \(env", process.stdout.read()).group(1)
     assert process.returncode == -signal.SIGKILL
     saved = saved_epoch(killed / STATE)
     assert kill_after <= saved < EPOCHS
@@ -82,6 +84,10 @@ def test_sigkill_at_a_random_epoch_then_the_same_command(tmp_path, monkeypatch):
     output_ref, _ = uninterrupted.communicate(timeout=300)
     assert uninterrupted.returncode == 0, output_ref
 
+    # The epochs trained before the kill keep the killed run's id; the rest are the new run's.
+    runs = pd.read_csv(latest_version(killed, HISTORY))["run_id"].tolist()
+    assert runs[:saved] == [killed_run] * saved
+    assert len(set(runs[saved:])) == 1 and runs[-1] != killed_run
     resumed, expected = history(killed), history(reference)
     assert resumed["epoch"].tolist() == list(range(1, EPOCHS + 1))
     pd.testing.assert_frame_equal(resumed, expected, check_exact=False, rtol=0, atol=1e-6)

@@ -28,6 +28,7 @@ from PIL import Image
 
 from efm_seg.data.imagery import Bands, open_pillow, read_bands
 from efm_seg.data.labels import LabelScheme
+from efm_seg.data.scenes import SceneFile
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -262,6 +263,18 @@ class RawFolder:
         """The model's ``(H, W, channels)`` uint8 channels of an image (``dataset.bands``):
         PNG/JPEG through Pillow, GeoTIFF through rasterio."""
         return read_bands(self.path(relpath), bands, self.max_image_pixels)[0]
+
+    def nodata_mask(self, relpath: str, bands: Bands = None) -> np.ndarray | None:
+        """The pixels an image's file marks as having no data (a GeoTIFF's nodata value, alpha
+        band or internal mask, a PNG's alpha channel), ``(H, W)`` bool; ``None`` when it marks
+        none. A band the model reads is data, whatever the file calls it."""
+        scene = SceneFile(self.path(relpath))
+        info = scene.probe()
+        if info.nodata is None and not info.masked and info.alpha_band(bands) is None:
+            return None
+        with scene.open(bands) as reader:
+            _, valid = reader.read(0, reader.height)
+        return None if valid is None else ~valid
 
 
 @dataclass

@@ -1,25 +1,40 @@
-"""Scenes to predict and what a prediction writes: PNG/JPEG through Pillow, GeoTIFF through
-rasterio (the ``geo`` extra), which keeps the scene's coordinate reference system and transform.
+"""Scenes to predict, read a band of rows at a time, and what a prediction writes.
+
+Scenes are PNG/JPEG (Pillow, read whole: such files cannot be read in parts) or GeoTIFF
+(rasterio, the ``geo`` extra: read in windows, so that any size fits in memory). A scene's
+**nodata** pixels are those its file marks so — a GeoTIFF's nodata value, alpha band or internal
+mask, a PNG's alpha channel — or, for files that mark none, the pixels whose every band equals
+``predict.nodata``. They get no label.
 
 A prediction of the scene ``<stem>.<ext>`` is written as:
 
-- ``<stem>.png``: the label map, palette-coloured with the dataset's display colours, exactly the
-  scene's size (a palette PNG: its pixel values are the class ids);
-- ``<stem>_ids.png``: the raw class ids (8-bit grey), or ``<stem>_ids.tif`` for a GeoTIFF scene,
-  with the scene's CRS and transform and the palette as its colour map;
-- ``<stem>_overlay.jpg``: the colours blended over the scene's first three bands;
+- ``<stem>_ids.tif`` (GeoTIFF scene): the label map as the **dataset's own ids** (see
+  :class:`Legend`), with the scene's CRS and transform, the output's nodata value set, the
+  classes' colours as its colour table and their names as tags; tiled, compressed, with
+  overviews (a cloud-optimised layout). Written a band of rows at a time.
+  ``<stem>_ids.png`` (PNG/JPEG scene): the same ids (8 or 16 bit grey).
+- ``<stem>.png``: the label map in the classes' colours, nodata transparent (a palette PNG whose
+  indices are the classes' positions in ``dataset.classes``), and ``<stem>_overlay.jpg``, the
+  colours blended over the scene's first three bands. Both at most ``predict.preview_size``
+  pixels on their longer side (a larger GeoTIFF scene gets previews; its full-resolution map is
+  the GeoTIFF).
 
-and ``areas.csv`` has a row per scene: its size, and per class its pixels, its share and, for a
-GeoTIFF, its area in the CRS's units squared.
+``legend.csv`` lists every id with its class name and colour, and the nodata value;
+``areas.csv`` has a row per scene: its size, its nodata pixels, and per class its pixels, its
+share of the scene's valid pixels and, for a GeoTIFF, its area in the CRS's units squared.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from efm_seg.data.imagery import (
@@ -27,34 +42,98 @@ from efm_seg.data.imagery import (
     GEOTIFF_SUFFIXES,
     is_geotiff,
     not_eight_bit,
+    open_pillow,
     open_raster,
     pixel_limit,
     rasterio_module,
-    read_array,
 )
+from efm_seg.data.labels import LabelScheme, colour_hex
 
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
 SCENE_SUFFIXES = PLAIN_SUFFIXES + GEOTIFF_SUFFIXES
+TILE = 512  # block side of the written GeoTIFFs
 
 
+# -- the legend: what the written ids mean ---------------------------------------------------------
 @dataclass(frozen=True)
-class Scene:
-    """An image to predict: ``image`` ``(H, W, bands)`` uint8, and for a GeoTIFF its ``geo``
-    (``crs`` as WKT, ``transform`` as the six affine coefficients)."""
+class Legend:
+    """The values written for each class, and for nodata.
 
-    name: str
-    path: Path
-    image: np.ndarray
-    geo: dict[str, Any] | None = None
+    ``mode: ids``: each class's own id of ``dataset.classes`` (what the dataset's masks hold), so
+    that a map reads with the dataset's legend; nodata is the first of ``dataset.ignore_ids``
+    (else 255, or the first value no class uses). ``mode: palette``: each class's position in
+    ``dataset.classes`` (0, 1, ...), nodata 255.
+    """
+
+    classes: tuple[str, ...]
+    ids: tuple[int, ...]
+    colours: tuple[tuple[int, int, int], ...]
+    nodata: int
+
+    @classmethod
+    def of(cls, scheme: LabelScheme) -> Legend:
+        ids = (
+            tuple(scheme.source_ids) if scheme.mode == "ids" else tuple(range(len(scheme.classes)))
+        )
+        used = set(ids)
+        if scheme.mode == "ids" and scheme.ignore_ids:
+            nodata = int(scheme.ignore_ids[0])
+        elif 255 not in used:
+            nodata = 255
+        else:
+            nodata = next(value for value in range(65536) if value not in used)
+        colours = tuple(tuple(int(v) for v in c) for c in scheme.display_colours)
+        return cls(tuple(scheme.classes), ids, colours, nodata)
 
     @property
-    def bands(self) -> int:
-        return int(self.image.shape[2])
+    def dtype(self) -> str:
+        return "uint8" if max(*self.ids, self.nodata) <= 255 else "uint16"
+
+    def ids_of(self, labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Labels (class positions) as the written ids, nodata where not ``valid``."""
+        values = np.asarray(self.ids, dtype=self.dtype)[labels]
+        values[~valid] = self.nodata
+        return values
+
+    def table(self) -> pd.DataFrame:
+        """``legend.csv``: id, class, colour, then the nodata value."""
+        rows = [
+            {"id": i, "class": name, "colour": colour_hex(colour)}
+            for i, name, colour in zip(self.ids, self.classes, self.colours, strict=True)
+        ]
+        return pd.DataFrame([*rows, {"id": self.nodata, "class": "nodata", "colour": ""}])
+
+
+# -- reading -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SceneInfo:
+    """What a scene's header says: its size, bands, georeference and how it marks nodata."""
+
+    height: int
+    width: int
+    count: int  # every band of the file
+    geo: dict[str, Any] | None = None  # crs (WKT or None), transform (six coefficients)
+    alpha: tuple[int, ...] = ()  # the bands the file says are alpha (1-based)
+    nodata: float | None = None  # the file's nodata value
+    masked: bool = False  # an internal mask or mask file (or a PNG's alpha)
+
+    def data_bands(self, bands: tuple[int, ...] | None) -> list[int]:
+        """The bands a model reads: ``bands`` (dataset.bands when it was trained), else every
+        band but the alpha ones. A band the model takes is data even if the file calls it
+        alpha (GDAL calls the 4th band of an RGBN GeoTIFF written without PHOTOMETRIC so)."""
+        if bands is not None:
+            return list(bands)
+        return [band for band in range(1, self.count + 1) if band not in self.alpha]
+
+    def alpha_band(self, bands: tuple[int, ...] | None) -> int | None:
+        """The alpha band that marks nodata, unless the model reads it as data."""
+        return next((b for b in self.alpha if bands is None or b not in bands), None)
 
 
 @dataclass(frozen=True)
 class SceneFile:
-    """A scene on disk: :meth:`probe` reads only its header, :meth:`load` the pixels."""
+    """A scene on disk: :meth:`probe` reads its header, :meth:`check` every block of it,
+    :meth:`open` a reader of its rows."""
 
     path: Path
 
@@ -62,43 +141,212 @@ class SceneFile:
     def name(self) -> str:
         return self.path.stem
 
-    def probe(self) -> tuple[int, int, int]:
-        """``(height, width, bands)``; a ``ValueError`` naming the file when unreadable."""
+    def probe(self) -> SceneInfo:
+        """The header; a ``ValueError`` naming the file when unreadable or not 8 bits per band."""
         try:
             if is_geotiff(self.path):
                 with open_raster(self.path) as source:
-                    shape, eight_bit = (
-                        (source.height, source.width, source.count),
-                        all(dtype == "uint8" for dtype in source.dtypes),
-                    )
-                    found = ", ".join(sorted(set(source.dtypes)))
+                    info, found, eight_bit = _raster_info(source)
             else:
                 with pixel_limit(0), Image.open(self.path) as opened:
-                    bands = 3 if opened.mode == "P" else len(opened.getbands())
-                    shape = (opened.height, opened.width, bands)
-                    eight_bit = opened.mode in EIGHT_BIT_MODES
-                    found = f"mode {opened.mode}"
+                    info, found, eight_bit = _pillow_info(opened)
         except ImportError:
             raise
         except Exception as exc:
-            raise ValueError(f"{self.path}: cannot be read as an image ({exc})") from None
+            raise ValueError(f"{self.path}: cannot be read as an image ({_reason(exc)})") from None
         if not eight_bit:
             raise ValueError(f"{self.path}: {not_eight_bit(found)}")
-        return shape
+        return info
 
-    def load(self) -> Scene:
-        return read_scene(self.path)
+    def check(self) -> SceneInfo:
+        """:meth:`probe`, then every block of the file decoded (a GeoTIFF one internal tile or
+        strip at a time): a truncated or corrupt file is found before anything is predicted,
+        with the library's own message."""
+        info = self.probe()
+        try:
+            if is_geotiff(self.path):
+                with open_raster(self.path) as source:
+                    for _, window in source.block_windows(1):
+                        source.read(window=window)
+            else:
+                open_pillow(self.path, max_image_pixels=0)
+        except ImportError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"{self.path}: cannot be read to its end ({_reason(exc)})") from None
+        return info
+
+    @contextlib.contextmanager
+    def open(self, bands: tuple[int, ...] | None, nodata: float | None = None) -> Iterator[Any]:
+        """A reader of the scene's rows (:class:`RasterRows` or :class:`PictureRows`)."""
+        if is_geotiff(self.path):
+            with open_raster(self.path) as source:
+                yield RasterRows(self.path, source, bands, nodata)
+        else:
+            yield PictureRows(self.path, bands, nodata)
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """A scene's predicted class ids ``(H, W)`` uint8, with what writing it needs."""
+def _reason(exc: BaseException) -> str:
+    """An exception's message with the messages of what caused it (rasterio's "Read failed.
+    See previous exception for details." carries GDAL's own message in its cause)."""
+    messages: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).strip()
+        if text and text not in messages:
+            messages.append(text)
+        current = current.__cause__ or current.__context__
+    return ": ".join(messages) or type(exc).__name__
 
-    scene: Scene
-    labels: np.ndarray
-    classes: tuple[str, ...]
-    colours: tuple[tuple[int, int, int], ...]
-    overlay_alpha: float = 0.5
+
+def _alpha_bands(source) -> list[int]:
+    rasterio = rasterio_module()
+    alpha = rasterio.enums.ColorInterp.alpha
+    return [i + 1 for i, interp in enumerate(source.colorinterp) if interp == alpha]
+
+
+def _raster_info(source) -> tuple[SceneInfo, str, bool]:
+    rasterio = rasterio_module()
+    georeferenced = source.crs is not None or not source.transform.is_identity
+    geo = (
+        {
+            "crs": source.crs.to_wkt() if source.crs else None,
+            "transform": tuple(source.transform)[:6],
+        }
+        if georeferenced
+        else None
+    )
+    flags = source.mask_flag_enums[0] if source.count else []
+    masked = (
+        rasterio.enums.MaskFlags.per_dataset in flags
+        and rasterio.enums.MaskFlags.alpha not in flags
+    )
+    info = SceneInfo(
+        source.height, source.width, source.count, geo, tuple(_alpha_bands(source)),
+        source.nodata, masked,
+    )  # fmt: skip
+    found = ", ".join(sorted(set(source.dtypes)))
+    return info, found, all(dtype == "uint8" for dtype in source.dtypes)
+
+
+def _pillow_info(opened: Image.Image) -> tuple[SceneInfo, str, bool]:
+    mode = opened.mode
+    alpha = mode in ("RGBA", "LA") or (mode == "P" and "transparency" in opened.info)
+    count = 3 if mode == "P" else len(opened.getbands()) - (1 if alpha else 0)
+    info = SceneInfo(opened.height, opened.width, count, None, (), None, alpha)
+    return info, f"mode {mode}", mode in EIGHT_BIT_MODES
+
+
+def _no_value_mask(image: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """Valid pixels of ``(h, W, C)`` where the file marks nothing: not every band ``nodata``."""
+    if nodata is None:
+        return None
+    return ~np.all(image == nodata, axis=2)
+
+
+class RasterRows:
+    """A GeoTIFF's rows, read in windows, with the pixels its file marks as nodata."""
+
+    def __init__(self, path: Path, source, bands: tuple[int, ...] | None, nodata: float | None):
+        self.path, self.source = path, source
+        self.info, _, _ = _raster_info(source)
+        self.indexes = self.info.data_bands(bands)
+        missing = [band for band in self.indexes if band > source.count]
+        if missing or (bands is None and len(self.indexes) != 3):
+            raise ValueError(
+                f"{path}: {source.count} band(s), but the model takes "
+                f"{'RGB' if bands is None else f'bands {list(bands)}'} of its images"
+            )
+        self.alpha = self.info.alpha_band(bands)
+        # How the pixels without data are known, in order: an alpha band the model does not
+        # read, the file's nodata value, its internal mask, else predict.nodata.
+        self.nodata = self.info.nodata if self.info.nodata is not None else nodata
+        self.marks_nodata = self.alpha is not None or self.nodata is not None or self.info.masked
+
+    @property
+    def height(self) -> int:
+        return self.source.height
+
+    @property
+    def width(self) -> int:
+        return self.source.width
+
+    def read(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows ``first..stop-1``: the model's bands ``(h, W, C)`` uint8 and the valid pixels."""
+        window = self._window(first, stop)
+        try:
+            image = np.moveaxis(self.source.read(self.indexes, window=window), 0, -1)
+            if self.alpha is not None:
+                return image, self.source.read(self.alpha, window=window) > 0
+            if self.nodata is None and self.info.masked:
+                return image, self.source.dataset_mask(window=window) > 0
+        except Exception as exc:
+            raise ValueError(f"{self.path}: cannot be read ({_reason(exc)})") from None
+        return image, _no_value_mask(image, self.nodata)
+
+    def preview(self, height: int, width: int) -> np.ndarray:
+        """The scene's first three bands (or its first, in grey) at ``height × width``."""
+        rasterio = rasterio_module()
+        indexes = self.indexes[:3] if len(self.indexes) >= 3 else self.indexes[:1] * 3
+        image = self.source.read(
+            indexes, out_shape=(len(indexes), height, width),
+            resampling=rasterio.enums.Resampling.average,
+        )  # fmt: skip
+        return np.moveaxis(image, 0, -1)
+
+    def _window(self, first: int, stop: int):
+        return rasterio_module().windows.Window(0, first, self.source.width, stop - first)
+
+
+class PictureRows:
+    """A PNG or JPEG scene, decoded whole (the formats cannot be read in parts)."""
+
+    def __init__(self, path: Path, bands: tuple[int, ...] | None, nodata: float | None):
+        self.path = path
+        opened = open_pillow(path, max_image_pixels=0)
+        self.info, found, eight_bit = _pillow_info(opened)
+        if not eight_bit:
+            raise ValueError(f"{path}: {not_eight_bit(found)}")
+        alpha = None
+        if self.info.masked:
+            rgba = opened.convert("RGBA" if opened.mode != "LA" else "LA")
+            alpha = np.asarray(rgba)[:, :, -1]
+            opened = rgba.convert("RGB" if opened.mode != "LA" else "L")
+        if bands is None:
+            image = np.asarray(opened.convert("RGB"))
+        else:
+            image = np.asarray(opened)
+            image = image[:, :, None] if image.ndim == 2 else image
+            missing = [band for band in bands if band > image.shape[2]]
+            if missing:
+                raise ValueError(
+                    f"{path}: {image.shape[2]} band(s), but the model takes bands {list(bands)} "
+                    f"of its images (dataset.bands when it was trained); band(s) {missing} missing"
+                )
+            image = np.ascontiguousarray(image[:, :, [band - 1 for band in bands]])
+        self.image = image
+        self.valid = alpha > 0 if alpha is not None else _no_value_mask(image, nodata)
+        self.marks_nodata = self.valid is not None
+
+    @property
+    def height(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.image.shape[1]
+
+    def read(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.image[first:stop], None if self.valid is None else self.valid[first:stop]
+
+    def preview(self, height: int, width: int) -> np.ndarray:
+        rgb = self.image[:, :, :3] if self.image.shape[2] >= 3 else self.image[:, :, :1]
+        rgb = np.repeat(rgb, 3, axis=2) if rgb.shape[2] == 1 else rgb
+        if (height, width) == rgb.shape[:2]:
+            return rgb
+        return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BOX))
 
 
 def scene_files(folder: Path) -> list[Path]:
@@ -122,81 +370,165 @@ def scene_files(folder: Path) -> list[Path]:
     return files
 
 
-def read_scene(path: Path) -> Scene:
-    """The scene at ``path`` with all its bands; a ``ValueError`` naming the file when it cannot
-    be read or is not 8 bits per band. No decompression-bomb limit: scenes are large on purpose."""
-    try:
-        image, geo = read_array(path, max_image_pixels=0)
-    except ImportError:
-        raise
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot be read as an image ({exc})") from None
-    return Scene(name=path.stem, path=path, image=image, geo=geo)
+# -- writing -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Predictions:
+    """What the predict node hands the predictions folder: the legend, and per scene a writer
+    that predicts the scene while it writes its files into a folder and returns its row of
+    ``areas.csv`` (one scene in memory at a time)."""
+
+    legend: Legend
+    scenes: Mapping[str, Callable[[Path], dict[str, Any]]]
 
 
-def write_prediction(prediction: Prediction, folder: Path) -> list[str]:
-    """Write ``prediction``'s files into ``folder``; their names."""
-    scene, labels = prediction.scene, prediction.labels
+@dataclass
+class AreaCounts:
+    """Pixels per class and nodata pixels, counted as the rows are written."""
+
+    classes: int
+    pixels: np.ndarray = field(init=False)
+    nodata: int = 0
+
+    def __post_init__(self) -> None:
+        self.pixels = np.zeros(self.classes, dtype=np.int64)
+
+    def add(self, labels: np.ndarray, valid: np.ndarray) -> None:
+        self.pixels += np.bincount(labels[valid].reshape(-1), minlength=self.classes)[
+            : self.classes
+        ]
+        self.nodata += int((~valid).sum())
+
+    def row(self, image: str, info: SceneInfo, legend: Legend) -> dict[str, Any]:
+        """The scene's row of ``areas.csv``."""
+        valid = int(self.pixels.sum())
+        row: dict[str, Any] = {
+            "image": image,
+            "height": info.height,
+            "width": info.width,
+            "px_nodata": self.nodata,
+        }
+        for name, count in zip(legend.classes, self.pixels, strict=True):
+            row[f"px_{name}"] = int(count)
+        for name, count in zip(legend.classes, self.pixels, strict=True):
+            row[f"share_{name}"] = float(count) / valid if valid else math.nan
+        if info.geo is not None:
+            a, b, _, d, e, _ = info.geo["transform"]
+            pixel_area = abs(a * e - b * d)
+            row["area_nodata"] = self.nodata * pixel_area
+            for name, count in zip(legend.classes, self.pixels, strict=True):
+                row[f"area_{name}"] = float(count) * pixel_area
+        return row
+
+
+def preview_shape(height: int, width: int, limit: int) -> tuple[int, int]:
+    """The size of a scene's previews: the scene's own, or scaled to ``limit`` on its longer
+    side (0: no limit)."""
+    if not limit or max(height, width) <= limit:
+        return height, width
+    scale = limit / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def write_label_map(
+    folder: Path,
+    reader,
+    rows: Iterable[tuple[int, np.ndarray, np.ndarray]],
+    legend: Legend,
+    preview_size: int,
+    overlay_alpha: float,
+) -> tuple[list[str], AreaCounts]:
+    """Write one scene's prediction into ``folder`` as its ``rows`` come: ``(first row, labels
+    (h, W) as class positions, valid (h, W))``. Returns the files written and the counts."""
+    name = reader.path.stem
+    counts = AreaCounts(len(legend.classes))
+    height, width = reader.height, reader.width
+    small = preview_shape(height, width, preview_size)
+    if isinstance(reader, RasterRows):
+        ids_name = f"{name}_ids.tif"
+        preview_ids = _write_geotiff(folder / ids_name, reader, rows, legend, counts, small)
+    else:  # a picture: held whole anyway
+        ids = np.full((height, width), legend.nodata, dtype=legend.dtype)
+        for first, labels, valid in rows:
+            counts.add(labels, valid)
+            ids[first : first + len(labels)] = legend.ids_of(labels, valid)
+        ids_name = f"{name}_ids.png"
+        Image.fromarray(ids).save(folder / ids_name)
+        preview_ids = ids if small == (height, width) else _nearest(ids, small)
+    positions = _positions(preview_ids, legend)
     palette = np.zeros((256, 3), dtype=np.uint8)
-    palette[: len(prediction.colours)] = prediction.colours
-    label_map = Image.fromarray(labels, mode="P")
+    palette[: len(legend.colours)] = legend.colours
+    label_map = Image.fromarray(positions, mode="P")
     label_map.putpalette(palette.reshape(-1).tolist())
-    names = [f"{scene.name}.png"]
-    label_map.save(folder / names[0], optimize=False)
-    if scene.geo is not None:
-        names.append(f"{scene.name}_ids.tif")
-        _write_geotiff(folder / names[-1], labels, scene.geo, palette[: len(prediction.colours)])
-    else:
-        names.append(f"{scene.name}_ids.png")
-        Image.fromarray(labels, mode="L").save(folder / names[-1])
-    names.append(f"{scene.name}_overlay.jpg")
-    rgb = scene.image[:, :, :3] if scene.bands >= 3 else np.repeat(scene.image[:, :, :1], 3, 2)
-    alpha = prediction.overlay_alpha
-    overlay = (1 - alpha) * rgb.astype(np.float32) + alpha * palette[labels].astype(np.float32)
-    Image.fromarray(overlay.round().astype(np.uint8)).save(folder / names[-1], quality=90)
-    return names
+    label_map.save(folder / f"{name}.png", transparency=255)
+    scene = reader.preview(*small).astype(np.float32)
+    valid = positions != 255
+    colours = palette[positions].astype(np.float32)
+    blended = np.where(
+        valid[:, :, None], (1 - overlay_alpha) * scene + overlay_alpha * colours, scene
+    )
+    Image.fromarray(blended.round().astype(np.uint8)).save(
+        folder / f"{name}_overlay.jpg", quality=90
+    )
+    return [f"{name}.png", ids_name, f"{name}_overlay.jpg"], counts
 
 
-def class_areas(prediction: Prediction) -> dict[str, Any]:
-    """One row of the area table: the scene, its size, and per class its pixels and share (and
-    its area in the CRS's units², for a GeoTIFF)."""
-    classes = prediction.classes
-    counts = np.bincount(prediction.labels.reshape(-1), minlength=len(classes))[: len(classes)]
-    total = int(prediction.labels.size)
-    height, width = prediction.labels.shape
-    row: dict[str, Any] = {
-        "image": prediction.scene.path.name,
-        "height": height,
-        "width": width,
-    }
-    for name, count in zip(classes, counts, strict=True):
-        row[f"px_{name}"] = int(count)
-    for name, count in zip(classes, counts, strict=True):
-        row[f"share_{name}"] = float(count) / total
-    if prediction.scene.geo is not None:
-        a, b, _, d, e, _ = prediction.scene.geo["transform"]
-        pixel_area = abs(a * e - b * d)
-        for name, count in zip(classes, counts, strict=True):
-            row[f"area_{name}"] = float(count) * pixel_area
-    return row
+def _positions(ids: np.ndarray, legend: Legend) -> np.ndarray:
+    """Written ids back to class positions (uint8), nodata 255: the palette PNG's indices."""
+    lookup = np.full(max(*legend.ids, legend.nodata) + 1, 255, dtype=np.uint8)
+    lookup[list(legend.ids)] = np.arange(len(legend.ids), dtype=np.uint8)
+    return lookup[ids]
 
 
-def _write_geotiff(path: Path, labels: np.ndarray, geo: dict[str, Any], colours: np.ndarray):
+def _nearest(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    rows = (np.arange(shape[0]) * values.shape[0] // shape[0]).clip(0, values.shape[0] - 1)
+    cols = (np.arange(shape[1]) * values.shape[1] // shape[1]).clip(0, values.shape[1] - 1)
+    return values[rows][:, cols]
+
+
+def _write_geotiff(
+    path: Path,
+    reader,
+    rows: Iterable[tuple[int, np.ndarray, np.ndarray]],
+    legend: Legend,
+    counts: AreaCounts,
+    small: tuple[int, int],
+) -> np.ndarray:
+    """The ids GeoTIFF, written a band of rows at a time; returns its preview (nearest)."""
     rasterio = rasterio_module()
-    Affine = rasterio.transform.Affine
-
+    geo = reader.info.geo or {}
     profile = {
         "driver": "GTiff",
-        "height": labels.shape[0],
-        "width": labels.shape[1],
+        "height": reader.height,
+        "width": reader.width,
         "count": 1,
-        "dtype": "uint8",
-        "crs": geo["crs"],
-        "transform": Affine(*geo["transform"]),
+        "dtype": legend.dtype,
+        "nodata": legend.nodata,
+        "crs": geo.get("crs"),
+        "transform": rasterio.transform.Affine(*geo["transform"]) if geo else None,
         "compress": "deflate",
+        "tiled": True,
+        "blockxsize": TILE,
+        "blockysize": TILE,
+        "BIGTIFF": "IF_SAFER",
     }
-    with rasterio.open(path, "w", **profile) as target:
-        target.write(labels, 1)
-        target.write_colormap(1, {i: (*map(int, c), 255) for i, c in enumerate(colours)})
+    with rasterio.open(path, "w", **{k: v for k, v in profile.items() if v is not None}) as target:
+        for first, labels, valid in rows:
+            counts.add(labels, valid)
+            window = rasterio.windows.Window(0, first, reader.width, len(labels))
+            target.write(legend.ids_of(labels, valid), 1, window=window)
+        colours = {i: (*c, 255) for i, c in zip(legend.ids, legend.colours, strict=True)}
+        colours[legend.nodata] = (0, 0, 0, 0)
+        target.write_colormap(1, colours)
+        target.set_band_description(1, "class ids (legend.csv)")
+        target.update_tags(
+            1, **{f"CLASS_{i}": n for i, n in zip(legend.ids, legend.classes, strict=True)}
+        )
+        target.update_tags(1, NODATA=str(legend.nodata))
+        factors = [
+            2**k for k in range(1, 12) if max(reader.height, reader.width) / 2**k >= TILE / 2
+        ]
+        if factors:
+            target.build_overviews(factors, rasterio.enums.Resampling.nearest)
+            target.update_tags(ns="rio_overview", resampling="nearest")
+    with open_raster(path) as written:
+        return written.read(1, out_shape=small, resampling=rasterio.enums.Resampling.nearest)

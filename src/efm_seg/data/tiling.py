@@ -121,6 +121,9 @@ def _encode_one(
     """Read one source pair and return its encoded sample(s) with their index rows."""
     image = raw.read_image(task.image, bands)
     labels = scheme.encode(scheme.mask_array(raw.open(task.mask)))
+    nodata = raw.nodata_mask(task.image, bands)
+    if nodata is not None:  # no data in the image: nothing to learn there, whatever the mask says
+        labels[nodata] = scheme.ignore_index
     unknown = labels == scheme.unknown_value
     if unknown.any():
         raise DatasetValidationError(

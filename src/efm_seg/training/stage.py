@@ -99,6 +99,7 @@ def train_stage(
             init_checkpoint=init_checkpoint if config.init_from == "previous" else None,
             state_file=training_state,
             resume_key={**data.as_dict(), "init": init},
+            run_id=run_id,
         )
     )
     checkpoint = {
@@ -119,6 +120,9 @@ def train_stage(
         checkpoint["metrics"]["val_iou"],
         checkpoint["epoch"],
     )
-    history = pd.DataFrame(result.history).assign(run_id=run_id)
+    history = pd.DataFrame(result.history)
+    if "run_id" not in history:  # a state saved before rows recorded their run
+        history = history.assign(run_id=run_id)
+    history["run_id"] = history["run_id"].fillna(run_id)
     snapshots = {**result.snapshots, "run_id": np.array(run_id)}
     return checkpoint, history, snapshots, training_record(checkpoint)

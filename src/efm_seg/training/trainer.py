@@ -138,6 +138,7 @@ class StageJob:
     init_checkpoint: Mapping[str, Any] | None = None
     state_file: StateFile | None = None
     resume_key: Mapping[str, Any] | None = None
+    run_id: str | None = None  # recorded in each history row: the run that trained the epoch
 
 
 def fit_stage(job: StageJob) -> StageResult | None:
@@ -145,7 +146,7 @@ def fit_stage(job: StageJob) -> StageResult | None:
     trainer = Trainer(
         job.config, job.store, job.train_ids, job.val_ids, job.classes, job.ignore_index,
         init_checkpoint=job.init_checkpoint, state_file=job.state_file,
-        resume_key=job.resume_key,
+        resume_key=job.resume_key, run_id=job.run_id,
     )  # fmt: skip
     result = trainer.fit()
     return result if trainer.rank == 0 else None
@@ -202,6 +203,7 @@ class Trainer:
         init_checkpoint: Mapping[str, Any] | None = None,
         state_file: StateFile | None = None,
         resume_key: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> None:
         if len(train_ids) == 0 or len(val_ids) == 0:
             raise ValueError(
@@ -209,6 +211,7 @@ class Trainer:
                 "validation samples; both need at least one (see parameters_split.yml)"
             )
         self.config = config
+        self.run_id = run_id
         self.store = store
         self.state_file = state_file
         self._saved_epoch = 0  # the last epoch whose state is in state_file
@@ -519,6 +522,8 @@ class Trainer:
                 "skipped_steps": self._skipped_steps,
                 "seconds": time.perf_counter() - started,
             }
+            if self.run_id is not None:  # a resumed stage keeps the ids of earlier runs' epochs
+                row["run_id"] = self.run_id
             state.history.append(row)
             self._log(
                 "%s epoch %d/%d: train loss %.4f IoU %.3f | val loss %.4f IoU %.3f F1 %.3f "

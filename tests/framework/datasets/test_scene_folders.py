@@ -9,35 +9,48 @@ import pytest
 from kedro.io import DatasetError, Version
 from PIL import Image
 
-from efm_seg.data.scenes import Prediction, Scene
+from efm_seg.data.scenes import Legend, Predictions, SceneFile, write_label_map
 from efm_seg.framework.datasets import PredictionFolderDataset, SceneFolderDataset
 
 CLASSES = ("land", "water")
 COLOURS = ((200, 180, 140), (30, 80, 200))
+LEGEND = Legend(CLASSES, (0, 1), COLOURS, 255)
 
 
-def prediction(name: str, height: int = 8, width: int = 6) -> Prediction:
-    image = np.full((height, width, 3), 100, np.uint8)
-    labels = np.zeros((height, width), np.uint8)
+def prediction(folder: Path, name: str, height: int = 8, width: int = 6):
+    """A scene on disk and its writer, which writes a fixed label map for it."""
+    path = folder / f"{name}.png"
+    path.parent.mkdir(exist_ok=True)
+    Image.fromarray(np.full((height, width, 3), 100, np.uint8)).save(path)
+    labels = np.zeros((height, width), np.int64)
     labels[:, : width // 2] = 1
-    return Prediction(Scene(name, Path(f"{name}.png"), image), labels, CLASSES, COLOURS)
+
+    def write(into: Path) -> dict:
+        with SceneFile(path).open(None) as reader:
+            valid = np.ones_like(labels, dtype=bool)
+            _, counts = write_label_map(into, reader, [(0, labels, valid)], LEGEND, 0, 0.5)
+            return counts.row(path.name, reader.info, LEGEND)
+
+    return write
 
 
 def test_a_failed_prediction_leaves_no_version_behind(tmp_path):
     dataset = PredictionFolderDataset(str(tmp_path / "predictions"), version=Version(None, "v1"))
 
-    def broken():
+    def broken(folder):
         raise RuntimeError("out of memory in the second scene")
 
+    scenes = tmp_path / "scenes"
     with pytest.raises(Exception, match="out of memory"):
-        dataset.save({"a": lambda: prediction("a"), "b": broken})
+        dataset.save(Predictions(LEGEND, {"a": prediction(scenes, "a"), "b": broken}))
     assert not (tmp_path / "predictions").exists() or not any((tmp_path / "predictions").iterdir())
-    dataset.save({"a": lambda: prediction("a"), "b": prediction("b", 5, 4)})
+    dataset.save(
+        Predictions(LEGEND, {"a": prediction(scenes, "a"), "b": prediction(scenes, "b", 5, 4)})
+    )
     latest = PredictionFolderDataset(str(tmp_path / "predictions"), version=Version(None, None))
     files = [p.name for p in latest.load()]
-    assert files == sorted(
-        ["a.png", "a_ids.png", "a_overlay.jpg", "b.png", "b_ids.png", "b_overlay.jpg", "areas.csv"]
-    )
+    scene_files = [f"{s}{end}" for s in "ab" for end in (".png", "_ids.png", "_overlay.jpg")]
+    assert files == sorted([*scene_files, "areas.csv", "legend.csv"])
     label_map = Image.open(tmp_path / "predictions/v1/predictions/a.png")
     assert label_map.getpalette()[:6] == [*COLOURS[0], *COLOURS[1]]
 
@@ -57,11 +70,15 @@ def test_scene_folder_is_lazy_and_names_problems(tmp_path):
     palette.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
     palette.save(folder / "palette.png")
     scenes = SceneFolderDataset(str(folder)).load()
-    assert sorted(scenes) == ["a", "deep", "palette"] and scenes["a"].probe() == (9, 7, 3)
-    assert scenes["a"].load().image.shape == (9, 7, 3)
+    info = scenes["a"].probe()
+    assert sorted(scenes) == ["a", "deep", "palette"] and (info.height, info.width) == (9, 7)
+    assert info.count == 3
+    with scenes["a"].open(None) as reader:
+        assert reader.read(0, 9)[0].shape == (9, 7, 3)
     # A palette image is its colours, three bands.
-    assert scenes["palette"].probe() == (9, 7, 3)
-    assert scenes["palette"].load().image[0, 0].tolist() == [10, 20, 30]
-    for read in (scenes["deep"].probe, scenes["deep"].load):
+    assert scenes["palette"].probe().count == 3
+    with scenes["palette"].open(None) as reader:
+        assert reader.read(0, 1)[0][0, 0].tolist() == [10, 20, 30]
+    for read in (scenes["deep"].probe, lambda: scenes["deep"].open(None).__enter__()):
         with pytest.raises(ValueError, match=r"deep.png: is not 8 bits per band \(mode I;16\)"):
             read()

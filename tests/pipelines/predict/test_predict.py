@@ -42,7 +42,7 @@ def test_every_scene_gets_its_label_map_ids_overlay_and_areas(demo_copy):
     out = latest_version(demo_copy, "data/local/07_model_output/predict/predictions")
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
-        ["areas.csv"]
+        ["areas.csv", "legend.csv"]
         + [f"{s}.png" for s in ("area", "big", "small")]
         + ["area_ids.tif", "big_ids.png", "small_ids.png"]
         + [f"{s}_overlay.jpg" for s in ("area", "big", "small")]
@@ -51,7 +51,7 @@ def test_every_scene_gets_its_label_map_ids_overlay_and_areas(demo_copy):
         label_map = Image.open(out / f"{stem}.png")
         assert label_map.mode == "P" and label_map.size == size
         assert Image.open(out / f"{stem}_overlay.jpg").size == size
-    # The palette PNG's values are the class ids; the ids file says the same.
+    # The palette PNG's values are the classes' positions, which a palette dataset's ids are.
     ids = np.asarray(Image.open(out / "big_ids.png"))
     assert np.array_equal(np.asarray(Image.open(out / "big.png")), ids)
     with rasterio.open(out / "area_ids.tif") as geo:
@@ -60,14 +60,16 @@ def test_every_scene_gets_its_label_map_ids_overlay_and_areas(demo_copy):
         geo_ids = geo.read(1)
     assert np.array_equal(np.asarray(Image.open(out / "area.png")), geo_ids)
     areas = pd.read_csv(out / "areas.csv").set_index("image")
-    px = areas.filter(like="px_")
+    assert (areas["px_nodata"] == 0).all()  # these scenes have data everywhere
+    px = areas.filter(like="px_").drop(columns="px_nodata")
     assert px.sum(axis=1).to_dict() == {"area.tif": 96 * 130, "big.png": 30000, "small.jpg": 2000}
     assert (
         px.loc["big.png"].to_numpy().tolist()
         == np.bincount(ids.reshape(-1), minlength=px.shape[1]).tolist()
     )
     # Areas in the CRS's units for the GeoTIFF: 0.25 m² per pixel.
-    assert areas.filter(like="area_").loc["area.tif"].sum() == pytest.approx(96 * 130 * 0.25)
+    classes = areas.filter(like="area_").drop(columns="area_nodata")
+    assert classes.loc["area.tif"].sum() == pytest.approx(96 * 130 * 0.25)
 
 
 @pytest.mark.parametrize(

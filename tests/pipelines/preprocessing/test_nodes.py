@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from efm_seg.data.raw import DatasetValidationError, RawFolder
 from efm_seg.data.tiling import resize_pair, tile_origins
@@ -170,3 +171,37 @@ def test_the_sample_stream_reads_only_a_few_sources_ahead_of_the_store(tmp_path)
         most_ahead = max(most_ahead, len(list(read.iterdir())) - written)
     assert written == 40
     assert most_ahead <= stream.max_ahead
+
+
+def test_pixels_without_data_in_the_image_are_ignored(tmp_path):
+    """A GeoTIFF whose left columns hold no data (its nodata value): whatever the mask says
+    there, the encoded labels are the ignore index, so nothing is learnt from them."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from tests.conftest import colour_mask, scene_labels
+
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    (raw / "masks").mkdir()
+    for i in range(2):
+        labels = scene_labels(40, 48, seed=i)
+        bands = np.random.default_rng(i).integers(1, 255, (3, 40, 48), dtype=np.uint8)
+        bands[:, :, :10] = 0
+        with rasterio.open(
+            raw / "images" / f"s{i}.tif", "w", driver="GTiff", height=40, width=48, count=3,
+            dtype="uint8", nodata=0, crs="EPSG:32640", transform=from_origin(55, 25, 0.5, 0.5),
+        ) as target:  # fmt: skip
+            target.write(bands)
+        Image.fromarray(colour_mask(labels)).save(raw / "masks" / f"s{i}.png")
+    layout = {**LAYOUT_PARAMS, "images": "images/{id}.tif"}
+    manifest = build_manifest(RawFolder(raw), DATASET_PARAMS, layout)
+    samples, index = run(raw, manifest, mode="tile", size=16, stride=16)
+    ignore = DATASET_PARAMS["ignore_index"]
+    for sample_id, sample in samples.items():
+        row = index.set_index("sample_id").loc[sample_id]
+        x = int(row["x"])
+        no_data = max(0, min(16, 10 - x))  # the tile's columns left of column 10
+        assert (sample.labels[:, :no_data] == ignore).all()
+        assert (sample.labels[:, no_data:] != ignore).all()
+    assert index["px_ignore"].sum() == 16 * 10 * (index["x"] == 0).sum()  # counted too

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -14,7 +13,7 @@ import pandas as pd
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 
 from efm_seg.basics.atomic import created_folders, fsync_folder, remove_empty, write_error
-from efm_seg.data.scenes import Prediction, SceneFile, class_areas, scene_files, write_prediction
+from efm_seg.data.scenes import Predictions, SceneFile, scene_files
 
 
 class SceneFolderDataset(AbstractDataset[None, dict[str, SceneFile]]):
@@ -47,9 +46,9 @@ class SceneFolderDataset(AbstractDataset[None, dict[str, SceneFile]]):
 class PredictionFolderDataset(AbstractVersionedDataset[Any, list[Path]]):
     """A folder of predictions, versioned, written whole or not at all.
 
-    ``save`` takes ``{name: Prediction}`` or ``{name: callable returning one}`` (computed one at
-    a time while writing, so that memory holds one scene), writes each prediction's files and
-    ``areas.csv`` into a hidden staging folder, and renames it into place once complete.
+    ``save`` takes :class:`~efm_seg.data.scenes.Predictions`: each scene is predicted while its
+    files are written (one scene in memory at a time), then ``areas.csv`` and ``legend.csv``
+    are written, all into a hidden staging folder renamed into place once complete.
     ``load`` returns the files of the latest (or the ``--load-versions``) version.
     """
 
@@ -59,19 +58,15 @@ class PredictionFolderDataset(AbstractVersionedDataset[Any, list[Path]]):
         self.metadata = metadata
         super().__init__(filepath=PurePosixPath(path), version=version)
 
-    def _save(self, data: Mapping[str, Prediction | Callable[[], Prediction]]) -> None:
+    def _save(self, data: Predictions) -> None:
         target = Path(self._get_save_path())
         created = created_folders(target.parent)
         staging = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
         try:
             staging.mkdir(parents=True)
-            rows = []
-            for name in sorted(data):
-                item = data[name]
-                prediction = item() if callable(item) else item
-                write_prediction(prediction, staging)
-                rows.append(class_areas(prediction))
+            rows = [data.scenes[name](staging) for name in sorted(data.scenes)]
             pd.DataFrame(rows).to_csv(staging / "areas.csv", index=False)
+            data.legend.table().to_csv(staging / "legend.csv", index=False)
             os.replace(staging, target)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from efm_seg.data.scenes import Prediction, SceneFile
+from efm_seg.data.scenes import Predictions, SceneFile
 from efm_seg.parameters import PredictParams
 
 
@@ -15,9 +15,9 @@ def predict_scenes(
     checkpoint: dict[str, Any],
     dataset: Mapping[str, Any],
     predict: PredictParams,
-) -> dict[str, Callable[[], Prediction]]:
-    """Check every scene and the checkpoint, then return each scene's prediction, computed
-    when it is written (see :func:`efm_seg.inference.predict.predict_scenes`)."""
+) -> Predictions:
+    """Check the checkpoint and every scene, then return each scene's writer, which predicts
+    it while writing it (see :func:`efm_seg.inference.predict.predict_scenes`)."""
     # torch: imported when the node runs, so that the CLI (which imports every pipeline to
     # register it) never pays for it.
     from efm_seg.inference.predict import predict_scenes as predict_all

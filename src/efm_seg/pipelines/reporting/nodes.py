@@ -36,8 +36,11 @@ from efm_seg.reporting.provenance_tables import provenance_tables, stages_table
 
 
 def _history_run(history: pd.DataFrame) -> str | None:
-    runs = history["run_id"].dropna().astype(str).unique() if "run_id" in history else []
-    return runs[0] if len(runs) == 1 else None
+    """The run that finished the stage (and saved its checkpoint): its last epoch's. A resumed
+    stage's earlier epochs keep the run that trained them."""
+    if "run_id" not in history or history.empty or pd.isna(history["run_id"].iloc[-1]):
+        return None
+    return str(history["run_id"].iloc[-1])
 
 
 def _array_run(arrays: Mapping[str, np.ndarray], key: str) -> str | None:
