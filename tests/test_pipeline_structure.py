@@ -24,7 +24,7 @@ LAYERS = {
 
 def test_each_pipeline_is_a_namespace_of_its_name():
     bootstrap_project(PROJECT_ROOT)
-    for name in (*GROUPED, "reporting", "predict"):
+    for name in (*GROUPED, "reporting", "predict", "export"):
         namespaces = {node.namespace.split(".")[0] for node in pipelines[name].nodes}
         assert namespaces == {name}, name
     # The datasets keep their catalog names (the namespace groups nodes only).

@@ -586,6 +586,20 @@ class PredictParams(Block):
         return self
 
 
+class ExportParams(Block):
+    """``export``: the stage whose model is exported, and the tiling a GIS tool should use."""
+
+    stage: Stage = "finetune"
+    tiles_size: int = Field(512, ge=32)
+    tiles_overlap: int = Field(64, ge=0)
+    resolution: float | None = Field(None, gt=0)  # cm per pixel of the training imagery
+
+    @model_validator(mode="after")
+    def _overlap(self) -> ExportParams:
+        check_window(self.tiles_size, self.tiles_overlap)
+        return self
+
+
 class ReportingParams(Block):
     title: str = "efm-seg run"
     dpi: int = Field(110, ge=20, le=600)

@@ -6,8 +6,8 @@ from kedro.pipeline import Pipeline
 # Pipelines made of other registered pipelines; the default run includes their parts once.
 COMPOSITES = {"training"}
 # Pipelines a plain `kedro run` leaves out: the study trains dozens of models; predict needs
-# scenes to label (predict_root).
-NOT_DEFAULT = {"study", "predict"}
+# scenes to label (predict_root); export writes a model for tools outside the project.
+NOT_DEFAULT = {"study", "predict", "export"}
 
 
 def register_pipelines() -> dict[str, Pipeline]:

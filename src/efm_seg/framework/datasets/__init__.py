@@ -16,6 +16,7 @@ _MODULES = {
     "AtomicTextDataset": "atomic_files",
     "ImageFolderDataset": "image_folder",
     "NpzDataset": "checkpoint",
+    "OnnxModelDataset": "checkpoint",
     "PredictionFolderDataset": "scene_folders",
     "SampleStoreDataset": "sample_store",
     "SceneFolderDataset": "scene_folders",
@@ -31,7 +32,11 @@ if TYPE_CHECKING:
         AtomicMatplotlibDataset,
         AtomicTextDataset,
     )
-    from efm_seg.framework.datasets.checkpoint import NpzDataset, TorchCheckpointDataset
+    from efm_seg.framework.datasets.checkpoint import (
+        NpzDataset,
+        OnnxModelDataset,
+        TorchCheckpointDataset,
+    )
     from efm_seg.framework.datasets.image_folder import (
         ImageFolderDataset,
         SyntheticSceneFolderDataset,
@@ -47,6 +52,7 @@ __all__ = [
     "AtomicTextDataset",
     "ImageFolderDataset",
     "NpzDataset",
+    "OnnxModelDataset",
     "PredictionFolderDataset",
     "SampleStoreDataset",
     "SceneFolderDataset",

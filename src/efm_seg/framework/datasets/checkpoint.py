@@ -253,3 +253,23 @@ class NpzDataset(_LocalVersionedDataset):
             )
         arrays = dict(data)
         atomic_write(self._save_file(), lambda file: np.savez_compressed(file, **arrays))
+
+
+class OnnxModelDataset(_LocalVersionedDataset):
+    """A serialised ONNX model (``bytes``), written atomically; ``load`` returns its bytes.
+
+    Example (``conf/base/catalog.yml``)::
+
+        export.onnx_model:
+          type: efm_seg.framework.datasets.OnnxModelDataset
+          filepath: ${globals:data_root}/06_models/export/model.onnx
+          versioned: true
+    """
+
+    def load(self) -> bytes:
+        return self._load_file().read_bytes()
+
+    def save(self, data: bytes) -> None:
+        if not isinstance(data, bytes | bytearray):
+            raise DatasetError(f"OnnxModelDataset saves bytes, got {type(data).__name__}")
+        atomic_write(self._save_file(), lambda file: file.write(data))

@@ -1,0 +1,55 @@
+"""Export node: a trained stage's model as ONNX (:mod:`efm_seg.inference.onnx_export`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from efm_seg.basics.mappings import as_mapping
+from efm_seg.data.labels import LabelScheme
+from efm_seg.parameters import ExportParams, describe
+
+logger = logging.getLogger(__name__)
+
+
+def export_model(
+    checkpoint: dict[str, Any], dataset: Mapping[str, Any], export: ExportParams
+) -> bytes:
+    """The checkpoint of ``export.stage`` as a serialised ONNX model with QGIS Deepness metadata.
+
+    Raises:
+        ValueError: The checkpoint is another stage's, or was trained on other classes than the
+            environment's ``dataset.classes``.
+    """
+    try:
+        settings = ExportParams.model_validate(as_mapping(export))
+    except ValidationError as exc:
+        raise ValueError(describe(exc, "export")) from None
+    stage = (checkpoint.get("lineage") or {}).get("stage", checkpoint.get("stage"))
+    if stage != settings.stage:
+        raise ValueError(
+            f"export.checkpoint is the {stage} stage's checkpoint but export.stage is "
+            f"{settings.stage}: choose the stage on the command line (kedro run --pipelines "
+            f"export --params export.stage={settings.stage}), which the catalog entry follows"
+        )
+    classes = list(LabelScheme.from_params(as_mapping(dataset)).classes)
+    if list(checkpoint.get("classes", [])) != classes:
+        raise ValueError(
+            f"the {stage} checkpoint was trained on classes {checkpoint.get('classes')}, but "
+            f"dataset.classes is {classes}: export with the environment it was trained in (--env)"
+        )
+    # torch and onnx: imported when the node runs, never when the CLI registers the pipelines.
+    from efm_seg.inference.onnx_export import export_onnx
+
+    model = export_onnx(
+        checkpoint, settings.tiles_size, settings.tiles_overlap, resolution_cm=settings.resolution
+    )
+    logger.info(
+        "Exported the %s checkpoint of run %s as ONNX (%.1f MB): tiles %d, overlap %d",
+        stage, (checkpoint.get("lineage") or {}).get("run_id", "?"), len(model) / 1e6,
+        settings.tiles_size, settings.tiles_overlap,
+    )  # fmt: skip
+    return model
