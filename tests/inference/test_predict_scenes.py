@@ -172,6 +172,7 @@ def test_the_geotiff_has_overviews_and_previews_are_bounded(tmp_path):
     out = predict_folder(tmp_path, [scene], preview_size=256, window=128, overlap=32)
     with rasterio.open(out / "wide_ids.tif") as written:
         assert written.overviews(1)  # a pyramid for GIS viewers
+        assert written.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         assert written.block_shapes[0] == (512, 512)
     assert max(Image.open(out / "wide.png").size) == 256
     assert max(Image.open(out / "wide_overlay.jpg").size) == 256

@@ -65,6 +65,7 @@ def rasterio_module():
     """rasterio, or an ImportError saying which extra installs it."""
     try:
         import rasterio
+        import rasterio.shutil  # the COG copy of written maps (efm_seg.data.scenes)
     except ImportError:
         raise ImportError("GeoTIFF images need rasterio: pip install 'efm-seg[geo]'") from None
     return rasterio

@@ -10,8 +10,8 @@ A prediction of the scene ``<stem>.<ext>`` is written as:
 
 - ``<stem>_ids.tif`` (GeoTIFF scene): the label map as the **dataset's own ids** (see
   :class:`Legend`), with the scene's CRS and transform, the output's nodata value set, the
-  classes' colours as its colour table and their names as tags; tiled, compressed, with
-  overviews (a cloud-optimised layout). Written a band of rows at a time.
+  classes' colours as its colour table and their names as tags; a cloud-optimised GeoTIFF
+  (tiled, compressed, overviews first). Written a band of rows at a time.
   ``<stem>_ids.png`` (PNG/JPEG scene): the same ids (8 or 16 bit grey).
 - ``<stem>.png``: the label map in the classes' colours, nodata transparent (a palette PNG whose
   indices are the classes' positions in ``dataset.classes``), and ``<stem>_overlay.jpg``, the
@@ -493,7 +493,9 @@ def _write_geotiff(
     counts: AreaCounts,
     small: tuple[int, int],
 ) -> np.ndarray:
-    """The ids GeoTIFF, written a band of rows at a time; returns its preview (nearest)."""
+    """The ids GeoTIFF, written a band of rows at a time into a tiled file beside ``path``,
+    then copied into a cloud-optimised GeoTIFF (GDAL's COG driver: overviews, with nearest
+    resampling, before the full-resolution tiles) at ``path``. Returns its preview."""
     rasterio = rasterio_module()
     geo = reader.info.geo or {}
     profile = {
@@ -511,24 +513,26 @@ def _write_geotiff(
         "blockysize": TILE,
         "BIGTIFF": "IF_SAFER",
     }
-    with rasterio.open(path, "w", **{k: v for k, v in profile.items() if v is not None}) as target:
-        for first, labels, valid in rows:
-            counts.add(labels, valid)
-            window = rasterio.windows.Window(0, first, reader.width, len(labels))
-            target.write(legend.ids_of(labels, valid), 1, window=window)
-        colours = {i: (*c, 255) for i, c in zip(legend.ids, legend.colours, strict=True)}
-        colours[legend.nodata] = (0, 0, 0, 0)
-        target.write_colormap(1, colours)
-        target.set_band_description(1, "class ids (legend.csv)")
-        target.update_tags(
-            1, **{f"CLASS_{i}": n for i, n in zip(legend.ids, legend.classes, strict=True)}
-        )
-        target.update_tags(1, NODATA=str(legend.nodata))
-        factors = [
-            2**k for k in range(1, 12) if max(reader.height, reader.width) / 2**k >= TILE / 2
-        ]
-        if factors:
-            target.build_overviews(factors, rasterio.enums.Resampling.nearest)
-            target.update_tags(ns="rio_overview", resampling="nearest")
+    rows_file = path.with_name(f".{path.stem}.rows.tif")
+    try:
+        with rasterio.open(
+            rows_file, "w", **{k: v for k, v in profile.items() if v is not None}
+        ) as target:
+            for first, labels, valid in rows:
+                counts.add(labels, valid)
+                window = rasterio.windows.Window(0, first, reader.width, len(labels))
+                target.write(legend.ids_of(labels, valid), 1, window=window)
+            colours = {i: (*c, 255) for i, c in zip(legend.ids, legend.colours, strict=True)}
+            colours[legend.nodata] = (0, 0, 0, 0)
+            target.write_colormap(1, colours)
+            target.set_band_description(1, "class ids (legend.csv)")
+            names = {f"CLASS_{i}": n for i, n in zip(legend.ids, legend.classes, strict=True)}
+            target.update_tags(1, NODATA=str(legend.nodata), **names)
+        rasterio.shutil.copy(
+            rows_file, path, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=TILE,
+            OVERVIEW_RESAMPLING="NEAREST", BIGTIFF="IF_SAFER",
+        )  # fmt: skip
+    finally:
+        rows_file.unlink(missing_ok=True)
     with open_raster(path) as written:
         return written.read(1, out_shape=small, resampling=rasterio.enums.Resampling.nearest)
