@@ -27,6 +27,7 @@ from efm_seg.data.scenes import Legend, Predictions, SceneFile, write_label_map
 from efm_seg.inference.streaming import label_rows, window_count
 from efm_seg.loading import checkpoint_normalization
 from efm_seg.models import ModelSpec, check_input_size, model_from_checkpoint
+from efm_seg.models.checkpoints import check_stage_checkpoint
 from efm_seg.parameters import PredictParams, describe
 
 logger = logging.getLogger(__name__)
@@ -58,19 +59,8 @@ def predict_scenes(
     except ValidationError as exc:
         raise ValueError(describe(exc, "predict")) from None
     scheme = LabelScheme.from_params(as_mapping(dataset))
-    stage = (checkpoint.get("lineage") or {}).get("stage", checkpoint.get("stage"))
-    if stage != settings.stage:
-        raise ValueError(
-            f"predict.checkpoint is the {stage} stage's checkpoint but predict.stage is "
-            f"{settings.stage}: choose the stage on the command line (kedro run --pipelines "
-            f"predict --params predict.stage={settings.stage}), which the catalog entry follows"
-        )
-    if list(checkpoint.get("classes", [])) != list(scheme.classes):
-        raise ValueError(
-            f"the {stage} checkpoint was trained on classes {checkpoint.get('classes')}, but "
-            f"dataset.classes is {list(scheme.classes)}: predict with the environment it was "
-            "trained in (--env)"
-        )
+    check_stage_checkpoint(checkpoint, settings.stage, scheme.classes, "predict")
+    stage = settings.stage
     spec = ModelSpec.from_dict(checkpoint["model_spec"])
     bands = checkpoint.get("bands")
     bands = None if bands is None else tuple(int(band) for band in bands)

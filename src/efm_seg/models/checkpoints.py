@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -137,3 +137,24 @@ def model_from_checkpoint(checkpoint: Mapping[str, Any]) -> nn.Module:
             f"{' '.join(line.strip() for line in first[:3])}"
         ) from exc
     return model.eval()
+
+
+def check_stage_checkpoint(
+    checkpoint: Mapping[str, Any], stage: str, classes: Sequence[str], pipeline: str
+) -> None:
+    """Refuse a checkpoint that ``kedro run --pipelines <pipeline>`` should not use: another
+    stage's than ``<pipeline>.stage`` (its catalog entry follows the stage given with
+    ``--params``), or one trained on other classes than ``dataset.classes``."""
+    trained = (checkpoint.get("lineage") or {}).get("stage", checkpoint.get("stage"))
+    if trained != stage:
+        raise ValueError(
+            f"{pipeline}.checkpoint is the {trained} stage's checkpoint but {pipeline}.stage is "
+            f"{stage}: choose the stage on the command line (kedro run --pipelines {pipeline} "
+            f"--params {pipeline}.stage={stage}), which the catalog entry follows"
+        )
+    if list(checkpoint.get("classes", [])) != list(classes):
+        raise ValueError(
+            f"the {trained} checkpoint was trained on classes {checkpoint.get('classes')}, but "
+            f"dataset.classes is {list(classes)}: {pipeline} with the environment it was trained "
+            "in (--env)"
+        )

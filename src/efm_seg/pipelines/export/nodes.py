@@ -28,21 +28,13 @@ def export_model(
         settings = ExportParams.model_validate(as_mapping(export))
     except ValidationError as exc:
         raise ValueError(describe(exc, "export")) from None
-    stage = (checkpoint.get("lineage") or {}).get("stage", checkpoint.get("stage"))
-    if stage != settings.stage:
-        raise ValueError(
-            f"export.checkpoint is the {stage} stage's checkpoint but export.stage is "
-            f"{settings.stage}: choose the stage on the command line (kedro run --pipelines "
-            f"export --params export.stage={settings.stage}), which the catalog entry follows"
-        )
-    classes = list(LabelScheme.from_params(as_mapping(dataset)).classes)
-    if list(checkpoint.get("classes", [])) != classes:
-        raise ValueError(
-            f"the {stage} checkpoint was trained on classes {checkpoint.get('classes')}, but "
-            f"dataset.classes is {classes}: export with the environment it was trained in (--env)"
-        )
     # torch and onnx: imported when the node runs, never when the CLI registers the pipelines.
     from efm_seg.inference.onnx_export import export_onnx
+    from efm_seg.models.checkpoints import check_stage_checkpoint
+
+    classes = LabelScheme.from_params(as_mapping(dataset)).classes
+    check_stage_checkpoint(checkpoint, settings.stage, classes, "export")
+    stage = settings.stage
 
     model = export_onnx(
         checkpoint, settings.tiles_size, settings.tiles_overlap, resolution_cm=settings.resolution
