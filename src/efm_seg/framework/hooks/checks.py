@@ -19,12 +19,10 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
 
-from efm_seg.basics.mappings import as_mapping
 from efm_seg.basics.names import TRAINING_TAG
-from efm_seg.data.samples import SampleStore
-from efm_seg.framework.datasets.sample_store import SampleStoreDataset
-from efm_seg.parameters import TrainingParams, stage_recipe
-from efm_seg.study.grid import checked_cell_recipe
+
+# The library (parameters, pandas, the study's grid) is imported when a check runs: every
+# `kedro` command imports the hooks, and `kedro --help` needs none of it.
 
 
 class PreRunChecksHook:
@@ -37,8 +35,11 @@ class PreRunChecksHook:
         check_stored_inputs(pipeline, catalog, run_params)
 
 
-def stage_recipes(pipeline, catalog) -> dict[str, TrainingParams]:
+def stage_recipes(pipeline, catalog) -> dict[str, Any]:
     """The recipe of every training stage (or study cell) of ``pipeline``, by its namespace."""
+    from efm_seg.parameters import stage_recipe
+    from efm_seg.study.grid import checked_cell_recipe
+
     # A training node's namespace is its stage (or study cell): baseline, study.FPN.seed0.full.efm
     stages = sorted(n.namespace for n in pipeline.nodes if TRAINING_TAG in n.tags and n.namespace)
     loaded: dict[str, Any] = {}
@@ -66,6 +67,8 @@ def check_input_sizes(pipeline, catalog) -> None:
     if not recipes:
         return
     # torch and smp (model shapes): imported when a run trains, never when the CLI starts.
+    from efm_seg.basics.mappings import as_mapping
+    from efm_seg.data.samples import SampleStore
     from efm_seg.loading import sample_shape
     from efm_seg.models import ModelSpec, check_input_size
 
@@ -125,6 +128,8 @@ def check_stored_inputs(pipeline, catalog, run_params: dict[str, Any]) -> None:
     Stored outputs are the versioned datasets and the sample store: the raw dataset (the demo's
     is generated when first read), the scenes to predict and a stage's resumable state are not.
     """
+    from efm_seg.framework.datasets.sample_store import SampleStoreDataset
+
     explicit = set(run_params.get("load_versions") or {})
     missing: dict[str, str] = {}
     for name in sorted(pipeline.inputs() - explicit):

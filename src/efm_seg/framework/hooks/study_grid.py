@@ -22,14 +22,13 @@ import logging
 from contextvars import ContextVar
 from typing import Any
 
-import pandas as pd
 from kedro.framework import project
 from kedro.framework.hooks import hook_impl
 
 from efm_seg.basics.names import STAGES
-from efm_seg.parameters import StudyParams
-from efm_seg.study.cells import check_cells, lineage_as_text, some, summary_settings
-from efm_seg.study.grid import Cell
+
+# The study's library (pandas, the grid, the cells' checks) is imported when a study continues:
+# every `kedro` command imports the hooks, and `kedro --help` needs none of it.
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +73,11 @@ def check_kept_cells(pipeline, catalog) -> None:
     Without this, Kedro would skip every finished cell, retrain only the missing ones and mix
     two configurations in one comparison (or, with the summary already written, do nothing).
     """
+    import pandas as pd
+
+    from efm_seg.study.cells import check_cells, lineage_as_text
+    from efm_seg.study.grid import Cell
+
     names = [node.name.removesuffix(".evaluate") for node in pipeline.nodes]
     kept = [Cell.from_name(n) for n in names if n.startswith("study.") and n.count(".") == 4]
     kept = [cell for cell in kept if catalog.exists(f"{cell.name}.scores")]
@@ -101,6 +105,9 @@ def refresh_stale_summary(pipeline, catalog) -> None:
     ``confidence``); when they differ from what this run will summarize, that record is
     removed, so that ``study.summarize`` counts as missing and runs.
     """
+    from efm_seg.parameters import StudyParams
+    from efm_seg.study.cells import some, summary_settings
+
     summarize = next((n for n in pipeline.nodes if n.name == "study.summarize"), None)
     if summarize is None or not catalog.exists("study.cells"):
         return
