@@ -52,6 +52,7 @@ from efm_seg.data.labels import LabelScheme, colour_hex
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
 SCENE_SUFFIXES = PLAIN_SUFFIXES + GEOTIFF_SUFFIXES
 TILE = 512  # block side of the written GeoTIFFs
+GDAL_CACHE_BYTES = 256 * 2**20  # GDAL's block cache while a GeoTIFF scene is predicted
 
 
 # -- the legend: what the written ids mean ---------------------------------------------------------
@@ -180,7 +181,12 @@ class SceneFile:
     def open(self, bands: tuple[int, ...] | None, nodata: float | None = None) -> Iterator[Any]:
         """A reader of the scene's rows (:class:`RasterRows` or :class:`PictureRows`)."""
         if is_geotiff(self.path):
-            with open_raster(self.path) as source:
+            # GDAL's block cache would otherwise grow to 5 % of the machine's memory while a
+            # large scene is read and its map written: bounded, as the rows held are.
+            with (
+                rasterio_module().Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
+                open_raster(self.path) as source,
+            ):
                 yield RasterRows(self.path, source, bands, nodata)
         else:
             yield PictureRows(self.path, bands, nodata)
