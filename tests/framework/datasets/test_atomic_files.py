@@ -179,6 +179,7 @@ def test_every_file_the_catalog_writes_is_written_atomically():
         "efm_seg.framework.datasets.AtomicMatplotlibDataset",
         "efm_seg.framework.datasets.TorchCheckpointDataset",  # atomic_write
         "efm_seg.framework.datasets.NpzDataset",  # atomic_write
+        "efm_seg.framework.datasets.OnnxModelDataset",  # atomic_write
         "efm_seg.framework.datasets.SampleStoreDataset",  # staged folder, swapped into place
         "efm_seg.framework.datasets.TrainingStateDataset",  # atomic_write, by the trainer
         # A staged folder (the demo's raw data).
