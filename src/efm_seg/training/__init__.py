@@ -1,1 +1,2 @@
-"""Training: models, data, the trainer — plain PyTorch, no Kedro."""
+"""Training one stage: its recipe (config), the stage with its lineage, the trainer, resume and
+data-parallel launch — plain PyTorch, no Kedro."""
