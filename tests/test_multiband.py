@@ -107,6 +107,8 @@ def test_the_store_holds_the_configured_bands_in_order(multiband_run):
     project, sources = multiband_run
     store = open_store(project / "data/local/05_model_input/encoded")
     assert (store.channels, store.bands) == (len(BANDS), tuple(BANDS))
+    # 0.5 m pixels in UTM, kept by tile mode.
+    assert store.resolution_cm == 50.0
     index = store.index_table().set_index("sample_id")
     for sample_id in store.ids[:5]:
         image, _ = store.read(sample_id)
@@ -130,6 +132,7 @@ def test_checkpoints_take_the_bands_with_the_training_splits_statistics(multiban
         checkpoints[stage] = checkpoint
         assert checkpoint["model_spec"]["in_channels"] == len(BANDS)
         assert checkpoint["bands"] == BANDS
+        assert checkpoint["resolution_cm"] == 50.0
         normalization = checkpoint["normalization"]
         assert normalization["source"] == "dataset"
         np.testing.assert_allclose(normalization["mean"], pixels.mean(axis=0), rtol=1e-6)
@@ -191,3 +194,46 @@ def test_predict_feeds_the_model_the_chosen_bands_normalised_as_trained(multiban
     with rasterio.open(out / "area_ids.tif") as geo:
         assert (geo.height, geo.width) == (90, 120)
     assert Image.open(out / "area.png").size == (120, 90)
+
+
+def test_the_exported_model_states_the_training_resolution(multiband_run, tmp_path):
+    """Deepness rescales scenes to the model's resolution: the training samples' own (0.5 m
+    pixels) unless export.resolution says otherwise."""
+    from efm_seg.inference.onnx_export import read_metadata
+
+    project, _ = multiband_run
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(project)
+        kedro_run(project, ["export"], **{"export.tiles_size": 32, "export.tiles_overlap": 8})
+        model = latest_version(project, "data/local/06_models/export/model.onnx")
+        assert read_metadata(model.read_bytes())["resolution"] == 50.0
+        kedro_run(
+            project,
+            ["export"],
+            **{"export.tiles_size": 32, "export.tiles_overlap": 8, "export.resolution": 30},
+        )
+        model = latest_version(project, "data/local/06_models/export/model.onnx")
+        assert read_metadata(model.read_bytes())["resolution"] == 30.0
+
+
+def test_resized_samples_have_larger_pixels(tmp_path):
+    """Resize mode: 64-pixel sources (0.5 m) made 32-pixel samples have 1 m pixels."""
+    from efm_seg.data.labels import LabelScheme
+    from efm_seg.data.raw import RawFolder
+    from efm_seg.data.samples import store_resolution
+    from efm_seg.data.tiling import PreprocessingConfig, encode_stream
+
+    labels = scene_labels(SIZE, SIZE, seed=0)
+    write_geotiff(tmp_path / "s0.tif", four_bands(labels, seed=0))
+    Image.fromarray(colour_mask(labels)).save(tmp_path / "s0.png")
+    manifest = pd.DataFrame(
+        [{"sample_id": "s0", "group": "s0", "image": "s0.tif", "mask": "s0.png",
+          "width": SIZE, "height": SIZE}]
+    )  # fmt: skip
+    config = PreprocessingConfig.from_params({"mode": "resize", "size": 32, "workers": 1})
+    scheme = LabelScheme.from_params({**DATASET_PARAMS, "bands": BANDS})
+    rows = [
+        row for _, _, row in encode_stream(RawFolder(tmp_path), manifest, scheme, config, BANDS)
+    ]
+    assert [row["resolution_cm"] for row in rows] == [pytest.approx(100.0)]
+    assert store_resolution(rows) == pytest.approx(100.0)

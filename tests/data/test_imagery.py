@@ -84,3 +84,34 @@ def test_select_and_display_keep_the_pixels():
     np.testing.assert_array_equal(display_rgb(image), image[:, :, :3])
     grey = display_rgb(image[:, :, :1])
     assert grey.shape == (2, 3, 3) and (grey == image[:, :, :1]).all()
+
+
+@pytest.mark.parametrize(
+    ("crs", "transform", "expected"),
+    [
+        ("EPSG:32640", (0.5, 0, 300000, 0, -0.5, 2800000), 50.0),  # UTM, 0.5 m pixels
+        ("EPSG:2263", (2.0, 0, 0, 0, -2.0, 0), 2.0 * 30.480061),  # US survey feet
+        ("EPSG:32640", (0.3, 0, 0, 0, -0.75, 0), 100 * (0.3 * 0.75) ** 0.5),  # not square
+        ("EPSG:4326", (0.0001, 0, 55, 0, -0.0001, 25), None),  # degrees: no ground size
+        ("EPSG:32640", (0.5, 0.1, 0, 0.1, -0.5, 0), None),  # a rotated grid
+        (None, (0.5, 0, 0, 0, -0.5, 0), None),  # no CRS
+    ],
+)
+def test_a_pixels_ground_size_comes_from_a_projected_crs(crs, transform, expected):
+    from rasterio.crs import CRS
+
+    from efm_seg.data.imagery import pixel_size_cm
+
+    geo = {"crs": CRS.from_string(crs).to_wkt() if crs else None, "transform": transform}
+    found = pixel_size_cm(geo)
+    assert found == (None if expected is None else pytest.approx(expected, rel=1e-6))
+    assert pixel_size_cm(None) is None
+
+
+def test_the_stores_resolution_is_the_samples_median_when_all_are_known():
+    from efm_seg.data.samples import store_resolution
+
+    assert store_resolution([{"resolution_cm": v} for v in (50.0, 25.0, 50.0)]) == 50.0
+    assert store_resolution([{"resolution_cm": 50.0}, {"resolution_cm": None}]) is None
+    assert store_resolution([{"resolution_cm": 50.0}, {}]) is None
+    assert store_resolution([]) is None

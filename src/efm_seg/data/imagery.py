@@ -116,6 +116,26 @@ def read_array(path: Path, max_image_pixels: int | None = None) -> tuple[np.ndar
     return image, geo
 
 
+def pixel_size_cm(geo: dict | None) -> float | None:
+    """The ground size of a pixel in centimetres, from a georeference (:func:`read_array`):
+    the geometric mean of its width and height, in a projected CRS's linear unit converted to
+    metres. ``None`` without a CRS, in a geographic CRS (degrees), or for a rotated grid."""
+    if not geo or not geo.get("crs"):
+        return None
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        crs = CRS.from_wkt(geo["crs"])
+        _, metres = crs.linear_units_factor if crs.is_projected else (None, None)
+    except CRSError:
+        return None
+    a, b, _, d, e, _ = geo["transform"]
+    if metres is None or b or d:
+        return None
+    return float((abs(a) * abs(e)) ** 0.5 * metres * 100)
+
+
 def open_pillow(path: Path, max_image_pixels: int | None = None) -> Image.Image:
     """Open and fully decode an image with Pillow, so truncated files fail here and not later;
     ``ValueError`` (without the path) when it cannot be."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import shutil
 import uuid
@@ -134,6 +135,7 @@ class SampleStore:
     fingerprint: str
     channels: int = 3
     bands: tuple[int, ...] | None = None  # dataset.bands when it was written (None: RGB)
+    resolution_cm: float | None = None  # a pixel's ground size, from georeferenced sources
 
     def image_path(self, sample_id: str) -> Path:
         return self.root / "images" / f"{sample_id}.png"
@@ -207,6 +209,7 @@ def open_store(root: str | Path) -> SampleStore:
         fingerprint=content["fingerprint"],
         channels=int(content.get("channels", 3)),  # stores written before multi-band: RGB
         bands=None if bands is None else tuple(bands),
+        resolution_cm=content.get("resolution_cm"),
     )
 
 
@@ -269,11 +272,13 @@ def write_store(
             raise ValueError(f"sample ids repeat in the store written to {root}")
         if rows:
             pd.DataFrame(rows).to_csv(staging / TABLE_FILE, index=False)
+        resolution = store_resolution(rows)
         content = {
             "ids": ids,
             "fingerprint": fingerprint,
             "channels": next(iter(channels), 3),
             "bands": None if bands is None else list(bands),
+            "resolution_cm": resolution,
         }
         (staging / INDEX_FILE).write_text(json.dumps(content, indent=0))
         _swap_into_place(staging, root)
@@ -286,7 +291,17 @@ def write_store(
         fingerprint=fingerprint,
         channels=next(iter(channels), 3),
         bands=None if bands is None else tuple(bands),
+        resolution_cm=resolution,
     )
+
+
+def store_resolution(rows: list[dict[str, Any]]) -> float | None:
+    """The ground size of a sample's pixel in cm (the median of the samples'), when every
+    sample's source image was georeferenced in a projected CRS; else ``None``."""
+    values = [row.get("resolution_cm") for row in rows]
+    if not values or any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return round(float(np.median(values)), 4)
 
 
 def _swap_into_place(staging: Path, root: Path) -> None:

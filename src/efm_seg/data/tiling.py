@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from efm_seg.data.imagery import Bands, describe_bands
+from efm_seg.data.imagery import Bands, describe_bands, pixel_size_cm, read_bands
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.parallel import parallel_map, resolve_workers
 from efm_seg.data.raw import DatasetValidationError, RawFolder
@@ -119,7 +119,8 @@ def _encode_one(
     bands: Bands = None,
 ) -> list[tuple[dict[str, Any], EncodedSample]]:
     """Read one source pair and return its encoded sample(s) with their index rows."""
-    image = raw.read_image(task.image, bands)
+    image, geo = read_bands(raw.path(task.image), bands, raw.max_image_pixels)
+    source_cm = pixel_size_cm(geo)
     labels = scheme.encode(scheme.mask_array(raw.open(task.mask)))
     nodata = raw.nodata_mask(task.image, bands)
     if nodata is not None:  # no data in the image: nothing to learn there, whatever the mask says
@@ -158,6 +159,9 @@ def _encode_one(
         ]
     results = []
     for sample_id, y, x, h, w, patch, patch_labels in pieces:
+        # A resized sample's pixels are larger than the source's by the resize factor.
+        scale = (h * w / (patch.shape[0] * patch.shape[1])) ** 0.5
+        resolution = None if source_cm is None else source_cm * scale
         row = {
             "sample_id": sample_id,
             "source_id": task.sample_id,
@@ -166,6 +170,7 @@ def _encode_one(
             "x": x,
             "source_height": h,
             "source_width": w,
+            "resolution_cm": resolution,  # ground size of a pixel, when georeferenced
         }
         row.update({f"px_{k}": v for k, v in scheme.class_pixel_counts(patch_labels).items()})
         results.append((row, EncodedSample.from_arrays(patch, patch_labels)))

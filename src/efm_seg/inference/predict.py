@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import ValidationError
 from tqdm.auto import tqdm
@@ -24,7 +26,7 @@ from efm_seg.basics.devices import resolve_device
 from efm_seg.basics.mappings import as_mapping
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.scenes import Legend, Predictions, SceneFile, write_label_map
-from efm_seg.inference.streaming import label_rows, window_count
+from efm_seg.inference.streaming import LabelledRows, label_rows, window_count
 from efm_seg.loading import checkpoint_normalization
 from efm_seg.models import ModelSpec, check_input_size, model_from_checkpoint
 from efm_seg.models.checkpoints import check_stage_checkpoint
@@ -82,10 +84,7 @@ def predict_scenes(
                 "%s has a transform but no coordinate reference system: its maps will have none",
                 scene.path.name,
             )
-    normalization = checkpoint_normalization(checkpoint)
-    check_input_size(spec, settings.window, settings.window, setting="predict.window")
-    device = resolve_device(settings.device)
-    model = model_from_checkpoint(checkpoint).to(device).eval()
+    labeller = _Labeller.of(checkpoint, settings)
     legend = Legend.of(scheme)
     logger.info(
         "Predicting %d scene(s) with the %s checkpoint of run %s (window %d, overlap %d%s) on "
@@ -96,30 +95,17 @@ def predict_scenes(
         settings.window,
         settings.overlap,
         ", TTA" if settings.tta else "",
-        device,
+        labeller.device,
         "the dataset's own (dataset.classes)" if scheme.mode == "ids" else "class positions",
         legend.nodata,
     )
-    mean = torch.tensor(normalization["mean"], dtype=torch.float32)[:, None, None]
-    std = torch.tensor(normalization["std"], dtype=torch.float32)[:, None, None]
 
     def writer(scene_file: SceneFile):
         def write(folder: Path) -> dict:
             with scene_file.open(bands, settings.nodata) as reader:
-
-                def read(first: int, stop: int):
-                    image, valid = reader.read(first, stop)
-                    # torch.tensor copies (arrays read through Pillow are read-only).
-                    pixels = torch.tensor(image).permute(2, 0, 1).float() / 255.0
-                    return (pixels - mean) / std, valid
-
                 total = window_count(reader.height, reader.width, settings.window, settings.overlap)
                 with _Progress(scene_file.path.name, total, reader.height * reader.width) as done:
-                    rows = label_rows(
-                        read, reader.height, reader.width, model, window=settings.window,
-                        overlap=settings.overlap, tta=settings.tta,
-                        batch_size=settings.batch_size, device=device, progress=done,
-                    )  # fmt: skip
+                    rows = labeller.rows(reader.read, reader.height, reader.width, progress=done)
                     files, counts = write_label_map(
                         folder, reader, ((r.first, r.labels, r.valid) for r in rows), legend,
                         settings.preview_size, settings.overlay_alpha,
@@ -131,6 +117,137 @@ def predict_scenes(
         return write
 
     return Predictions(legend, {name: writer(scene) for name, scene in scenes.items()})
+
+
+def label_images(
+    images: np.ndarray,
+    checkpoint: dict[str, Any],
+    dataset: Mapping[str, Any],
+    predict: PredictParams,
+) -> np.ndarray:
+    """Label images held in memory as :func:`predict_scenes` labels scenes read from files: the
+    same crops, blending and ids (the MLflow model's pipeline, ``kedro run --pipelines
+    training`` with tracking).
+
+    Args:
+        images: One image ``(H, W, bands)`` or a batch ``(N, H, W, bands)`` of ``uint8``, with the
+            bands of the scenes the model was trained on (``dataset.bands`` picks from them, as
+            from a file's bands); a single-band image may be ``(H, W)``.
+        checkpoint: A stage's checkpoint; its classes must be ``dataset.classes``.
+        dataset: ``params:dataset``.
+        predict: ``params:predict``: window, overlap, TTA, batch size, device and ``nodata``
+            (pixels whose every band holds it get the legend's nodata value).
+
+    Returns:
+        ``(H, W)`` or ``(N, H, W)`` ids as the predict pipeline writes them (:class:`Legend`).
+
+    Raises:
+        ValueError: The images are not ``uint8`` or lack a band the model takes; the checkpoint
+            has other classes than the configuration.
+    """
+    try:
+        settings = PredictParams.model_validate(as_mapping(predict))
+    except ValidationError as exc:
+        raise ValueError(describe(exc, "predict")) from None
+    scheme = LabelScheme.from_params(as_mapping(dataset))
+    stage = (checkpoint.get("lineage") or {}).get("stage", checkpoint.get("stage"))
+    check_stage_checkpoint(checkpoint, stage, scheme.classes, "predict")
+    batch = np.asarray(images)
+    if batch.dtype != np.uint8:
+        raise ValueError(f"images are {batch.dtype}; the model takes 8-bit images (uint8)")
+    single = batch.ndim in (2, 3)
+    if batch.ndim == 2:  # one single-band image
+        batch = batch[..., None]
+    if single:
+        batch = batch[None]
+    if batch.ndim != 4 or 0 in batch.shape:
+        raise ValueError(
+            f"images have shape {tuple(np.shape(images))}; expected (H, W, bands) or "
+            "(N, H, W, bands)"
+        )
+    labeller = _Labeller.of(checkpoint, settings)
+    legend = Legend.of(scheme)
+    labelled = []
+    for given in batch:
+        image = labeller.take_bands(given)
+        valid = None if settings.nodata is None else ~np.all(image == settings.nodata, axis=2)
+        ids = np.full(image.shape[:2], legend.nodata, dtype=legend.dtype)
+
+        def read(first: int, stop: int, image=image, valid=valid):
+            return image[first:stop], None if valid is None else valid[first:stop]
+
+        for rows in labeller.rows(read, image.shape[0], image.shape[1]):
+            ids[rows.first : rows.first + len(rows.labels)] = legend.ids_of(rows.labels, rows.valid)
+        labelled.append(ids)
+    return labelled[0] if single else np.stack(labelled)
+
+
+@dataclass(frozen=True)
+class _Labeller:
+    """A checkpoint's model, ready to label rows of pixels with ``predict``'s settings."""
+
+    model: torch.nn.Module
+    bands: tuple[int, ...] | None  # dataset.bands when it was trained (1-based), else all
+    in_channels: int
+    mean: torch.Tensor
+    std: torch.Tensor
+    device: torch.device
+    settings: PredictParams
+
+    @classmethod
+    def of(cls, checkpoint: Mapping[str, Any], settings: PredictParams) -> _Labeller:
+        spec = ModelSpec.from_dict(checkpoint["model_spec"])
+        check_input_size(spec, settings.window, settings.window, setting="predict.window")
+        normalization = checkpoint_normalization(checkpoint)
+        device = resolve_device(settings.device)
+        bands = checkpoint.get("bands")
+        return cls(
+            model=model_from_checkpoint(checkpoint).to(device).eval(),
+            bands=None if bands is None else tuple(int(band) for band in bands),
+            in_channels=spec.in_channels,
+            mean=torch.tensor(normalization["mean"], dtype=torch.float32)[:, None, None],
+            std=torch.tensor(normalization["std"], dtype=torch.float32)[:, None, None],
+            device=device,
+            settings=settings,
+        )
+
+    def take_bands(self, image: np.ndarray) -> np.ndarray:
+        """The bands the model reads, of an ``(H, W, bands)`` image held in memory."""
+        if self.bands is None:
+            if image.shape[2] != self.in_channels:
+                raise ValueError(
+                    f"images have {image.shape[2]} band(s), but the model takes {self.in_channels}"
+                )
+            return image
+        if image.shape[2] < max(self.bands):
+            raise ValueError(
+                f"images have {image.shape[2]} band(s), but the model takes bands "
+                f"{list(self.bands)} of its images (dataset.bands when it was trained)"
+            )
+        return np.ascontiguousarray(image[:, :, [band - 1 for band in self.bands]])
+
+    def rows(
+        self,
+        read: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]],
+        height: int,
+        width: int,
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[LabelledRows]:
+        """The scene's labels, a band of rows at a time (:func:`label_rows`), from ``read``:
+        rows ``first..stop-1`` as ``(h, W, C)`` uint8 and their valid pixels."""
+
+        def normalised(first: int, stop: int):
+            image, valid = read(first, stop)
+            # torch.tensor copies (arrays read through Pillow are read-only).
+            pixels = torch.tensor(image).permute(2, 0, 1).float() / 255.0
+            return (pixels - self.mean) / self.std, valid
+
+        settings = self.settings
+        return label_rows(
+            normalised, height, width, self.model, window=settings.window,
+            overlap=settings.overlap, tta=settings.tta, batch_size=settings.batch_size,
+            device=self.device, progress=progress,
+        )  # fmt: skip
 
 
 class _Progress:
@@ -153,15 +270,18 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(windows)
             return
-        while self.next_tenth <= 10 and self.done * 10 >= self.next_tenth * self.total:
-            elapsed = time.perf_counter() - self.started
-            rate = self.pixels * self.done / self.total / max(elapsed, 1e-9) / 1e6
-            left = elapsed * (self.total - self.done) / max(self.done, 1)
-            logger.info(
-                "%s: %d%% (%d of %d windows), %.2f MPix/s, %s left",
-                self.name, 10 * self.next_tenth, self.done, self.total, rate, _duration(left),
-            )  # fmt: skip
-            self.next_tenth += 1
+        reached = min(10, self.done * 10 // max(self.total, 1))
+        if reached < self.next_tenth:
+            return
+        # One line for the highest tenth reached (skipped nodata crops can pass several at once).
+        elapsed = time.perf_counter() - self.started
+        rate = self.pixels * self.done / self.total / max(elapsed, 1e-9) / 1e6
+        left = elapsed * (self.total - self.done) / max(self.done, 1)
+        logger.info(
+            "%s: %d%% (%d of %d windows), %.2f MPix/s, %s left",
+            self.name, 10 * reached, self.done, self.total, rate, _duration(left),
+        )  # fmt: skip
+        self.next_tenth = reached + 1
 
 
 def _duration(seconds: float) -> str:

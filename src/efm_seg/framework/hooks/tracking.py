@@ -10,7 +10,10 @@ that ``conf/base/mlflow.yml`` names (default: ``mlflow.db`` beside ``conf/``, SQ
   best validation scores, and its best checkpoint as an artifact (not for study cells: a study
   trains hundreds);
 - the test scores of each stage (``<stage>.test_miou``, ...), and the reporting outputs (tables,
-  figures, the report) as artifacts under ``reporting/``.
+  figures, the report) as artifacts under ``reporting/``;
+- after ``kedro run --pipelines training`` (kedro-mlflow's ``PipelineML``, see
+  ``pipeline_registry``), the MLflow model ``model``: the predict pipeline in memory with the
+  checkpoint this run trained (that version alone, not every version of the catalog entry).
 
 The steps of an orchestrated run (efm_seg.framework.deployment: one Airflow DAG run) share one
 Kedro run
@@ -24,10 +27,11 @@ creating a store at all.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -83,6 +87,21 @@ def saved_path(catalog, name: str) -> Path | None:
     else:
         path = Path(dataset._filepath)
     return path if path.exists() else None
+
+
+def _pin_versions(catalog, names) -> None:
+    """Point each versioned dataset of ``names`` at the one version this run used (the one it
+    saved, else the one it loaded). kedro-mlflow logs a dataset's folder as the model's artifact:
+    for a versioned entry that is every version ever saved, and the model would load the
+    newest of them."""
+    for name in names:
+        dataset = catalog.get(name)
+        if not isinstance(dataset, AbstractVersionedDataset) or dataset._version is None:
+            continue
+        path = saved_path(catalog, name) or Path(dataset._get_load_path())
+        pinned = copy.copy(dataset)
+        pinned._version, pinned._filepath = None, PurePosixPath(path)
+        catalog[name] = pinned
 
 
 class TrackingHook:
@@ -194,6 +213,9 @@ class TrackingHook:
     @hook_impl
     def after_pipeline_run(self, run_params, run_result, pipeline, catalog) -> None:
         if self._mlflow_hook is not None:
+            inference = getattr(pipeline, "inference", None)  # a PipelineML's: an MLflow model
+            if inference is not None and self._mlflow_hook._is_mlflow_enabled:
+                _pin_versions(catalog, inference.inputs())
             self._mlflow_hook.after_pipeline_run(run_params, pipeline, catalog)
             self._close_runs("FINISHED")
 

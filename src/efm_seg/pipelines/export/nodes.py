@@ -36,8 +36,12 @@ def export_model(
     check_stage_checkpoint(checkpoint, settings.stage, classes, "export")
     stage = settings.stage
 
+    # The training samples' own pixel size (georeferenced sources) unless export.resolution.
+    resolution = settings.resolution
+    if resolution is None:
+        resolution = checkpoint.get("resolution_cm")
     model = export_onnx(
-        checkpoint, settings.tiles_size, settings.tiles_overlap, resolution_cm=settings.resolution
+        checkpoint, settings.tiles_size, settings.tiles_overlap, resolution_cm=resolution
     )
     logger.info(
         "Exported the %s checkpoint of run %s as ONNX (%.1f MB): tiles %d, overlap %d",
