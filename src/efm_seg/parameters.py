@@ -163,6 +163,23 @@ class EMAParams(Block):
     decay: float = Field(0.999, ge=0, le=1)
 
 
+class CriterionParams(Block):
+    """``training.criterion``: the loss of a stage trained without EFM (``efm.enabled: false``),
+    so that EFM can be compared with what a user would pick instead:
+
+    - ``ce_dice``: the paper's baseline objective, eq. 6 (``efm_method.loss``'s λ and label
+      smoothing);
+    - ``ohem``: online hard example mining, the per-image top-k mean of the cross-entropy (eq. 11
+      without EFM weights), ``topk_ratio`` of each image's pixels;
+    - ``focal``: smp's focal loss (``focal_gamma``);
+    - ``lovasz``: smp's Lovász-softmax loss.
+    """
+
+    name: Literal["ce_dice", "ohem", "focal", "lovasz"] = "ce_dice"
+    topk_ratio: float = Field(DEFAULT_TOPK_RATIO, gt=0, le=1)
+    focal_gamma: float = Field(2.0, ge=0)
+
+
 class EFMScheduleParams(Block):
     """``training.efm``: which EFM the loss uses, and when it is recomputed.
 
@@ -329,6 +346,8 @@ class TrainingParams(Block):
     resume: ResumeParams = ResumeParams()
     normalization: Literal["auto", "imagenet", "dataset"] = "auto"
     distributed: DistributedParams = DistributedParams()
+    criterion: CriterionParams = CriterionParams()
+    checkpoint: Literal["best", "last"] = "best"
 
     @field_validator("scheduler", mode="before")
     @classmethod
@@ -339,6 +358,17 @@ class TrainingParams(Block):
     @classmethod
     def _device(cls, value: str) -> str:
         return check_device(value)
+
+    @model_validator(mode="after")
+    def _criterion_without_efm(self) -> TrainingParams:
+        if self.efm.enabled and self.criterion.name != "ce_dice":
+            raise ValueError(
+                f"criterion.name: {self.criterion.name} is the loss of a stage trained without "
+                "EFM, and this stage has efm.enabled: true (its loss is eq. 10, efm_method.loss); "
+                "set the criterion in the overrides of the stages without EFM (e.g. "
+                "baseline.overrides) rather than in the shared training block"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fp16_needs_cuda(self) -> TrainingParams:
@@ -424,17 +454,32 @@ class StudyEpochs(Block):
 
 
 class StudyVariant(Block):
-    """One EFM variant of ``study.variants``: what it changes against the paper's recipe.
+    """One variant of ``study.variants``: what it changes against the paper's recipe.
 
     ``efm_method`` is merged into ``efm_method``; ``training`` into both EFM stages' recipes
     (after their own ``<stage>.overrides``); ``efm`` and ``finetune`` into that stage only.
+
+    With ``single_run: true`` the variant is one uninterrupted run instead, trained exactly as
+    the equal-budget baseline (the baseline stage's recipe for the three stages' epochs
+    together) with ``training`` and ``efm_method`` merged in: EFM as the paper's §2.3 algorithm
+    (``training: {efm: {enabled: true}}``), or another loss (``training: {criterion: ...}``).
     """
 
     description: str = ""
+    single_run: bool = False
     efm_method: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     efm: dict[str, Any] = Field(default_factory=dict)
     finetune: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_run_has_no_stages(self) -> StudyVariant:
+        if self.single_run and (self.efm or self.finetune):
+            raise ValueError(
+                "single_run: a variant trained as one run has no efm or finetune stage to "
+                "change; put its changes under training"
+            )
+        return self
 
     @field_validator("efm_method")
     @classmethod

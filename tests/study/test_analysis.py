@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from efm_seg.study.analysis import METRICS, paired_differences, summary_table
+from efm_seg.study.analysis import (
+    METRICS,
+    detectable_difference,
+    paired_differences,
+    summary_table,
+)
 
 
 def per_seed_rows(values: dict[tuple[str, str], list[float]], ece_shift=0.0) -> pd.DataFrame:
@@ -39,6 +44,34 @@ def test_paired_differences_pair_by_seed_with_a_t_interval():
     assert miou["ci_high"] == pytest.approx(diffs.mean() + half)
     assert (miou["seeds"], miou["better"]) == (3, 2)
     assert set(table["run"]) == {"full"}  # the reference is not compared with itself
+
+
+def test_pairs_are_made_by_seed_whatever_the_row_order_and_missing_seeds_left_out():
+    ref = {1: 0.50, 2: 0.60, 3: 0.55, 4: 0.40}
+    run = {3: 0.56, 1: 0.53, 2: 0.61}  # another order, and no seed 4
+    rows = [
+        {"arch": "FPN", "run": name, "stage": stage, "seed": seed} | {m: value for m in METRICS}
+        for name, stage, values in (
+            ("full", "finetune", run),
+            ("baseline_equal", "baseline", ref),
+        )
+        for seed, value in values.items()
+    ]
+    table = paired_differences(pd.DataFrame(rows[::-1]), "baseline_equal", "baseline", 0.95)
+    miou = table[table["metric"] == "miou"].iloc[0]
+    diffs = [0.53 - 0.50, 0.61 - 0.60, 0.56 - 0.55]
+    assert miou["seeds"] == 3
+    assert miou["difference"] == pytest.approx(np.mean(diffs))
+    assert miou["sd"] == pytest.approx(np.std(diffs, ddof=1))
+    assert miou["detectable"] == pytest.approx(detectable_difference(miou["sd"], 3, 0.95))
+
+
+def test_the_detectable_difference_is_the_paired_t_tests_at_80_percent_power():
+    # (t_0.975,9 + t_0.8,9) · sd / √10, by hand: (2.2622 + 0.8834) · 0.01 / 3.1623.
+    assert detectable_difference(0.01, 10, 0.95) == pytest.approx(0.009947, abs=2e-6)
+    # Four times the pairs: about half the difference.
+    assert detectable_difference(0.01, 40, 0.95) == pytest.approx(0.0045, abs=2e-4)
+    assert np.isnan(detectable_difference(0.01, 1, 0.95))
 
 
 def test_a_lower_ece_counts_as_better():

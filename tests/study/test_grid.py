@@ -102,6 +102,37 @@ def test_a_variant_changes_only_what_it_names_and_only_where():
     assert full["optimizer"] == {"lr": 1e-4} and full_method == METHOD
 
 
+ONE_RUN = {
+    "efm_one_run": {
+        "single_run": True,
+        "training": {"efm": {"enabled": True, "start_epoch": 5, "every": 2}},
+        "efm_method": {"loss": {"topk_ratio": 1.0}},
+    },
+    "focal": {"single_run": True, "training": {"criterion": {"name": "focal"}}},
+}
+
+
+def test_one_run_variants_train_as_the_equal_budget_baseline_with_their_changes():
+    block = study(variants=study()["variants"] | ONE_RUN)
+    grid = [c.name for c in cells(block) if c.arch == "FPN" and c.seed == 3]
+    assert grid[-2:] == ["study.FPN.seed3.efm_one_run.baseline", "study.FPN.seed3.focal.baseline"]
+    _, equal, equal_method = cell_recipe(
+        block, Cell("FPN", 3, "baseline_equal", "baseline"), TRAINING, STAGES["baseline"], METHOD
+    )
+    _, one_run, method = cell_recipe(
+        block, Cell("FPN", 3, "efm_one_run", "baseline"), TRAINING, STAGES["baseline"], METHOD
+    )
+    # The same epochs and recipe as the equal-budget baseline; EFM from epoch 5.
+    assert one_run == equal | {"efm": {"enabled": True, "start_epoch": 5, "every": 2}}
+    assert method == {"map": {"alpha": 0.6}, "loss": {"gamma": 1.2, "topk_ratio": 1.0}}
+    assert equal_method == METHOD
+    _, focal, _ = cell_recipe(
+        block, Cell("FPN", 3, "focal", "baseline"), TRAINING, STAGES["baseline"], METHOD
+    )
+    assert focal == equal | {"criterion": {"name": "focal"}}
+    assert Cell("FPN", 3, "focal", "baseline").parent is None  # fresh weights, as the baseline
+
+
 def test_fingerprints_differ_exactly_where_recipes_do():
     def fingerprint(run, stage, block=None):
         cell = Cell("FPN", 3, run, stage)
@@ -125,6 +156,11 @@ def test_fingerprints_differ_exactly_where_recipes_do():
         ({"overrides": {"efm": {"epochs": 0}}}, "greater than or equal to 1"),
         ({"overrides": {"stage4": {}}}, "stage4"),
         ({"seeds": []}, "at least 1"),
+        (
+            {"variants": {"v": {"single_run": True, "finetune": {"epochs": 3}}}},
+            "single_run: a variant trained as one run has no efm or finetune stage",
+        ),
+        ({"variants": {"v": {"training": {"criterion": {"name": "hinge"}}}}}, "criterion.name"),
     ],
 )
 def test_bad_grids_are_refused_naming_the_problem(changes, message):

@@ -50,15 +50,32 @@ def t_interval(values: Sequence[float], confidence: float) -> tuple[float, float
     return mean, mean - half, mean + half
 
 
+def detectable_difference(sd: float, pairs: int, confidence: float, power: float = 0.8) -> float:
+    """The smallest true mean difference a paired t test over ``pairs`` pairs whose differences
+    spread with standard deviation ``sd`` detects with probability ``power``, two-sided at level
+    ``1 - confidence``: ``(t_(1-α/2) + t_power) · sd / √n`` with ``n - 1`` degrees of freedom
+    (NaN for fewer than two pairs)."""
+    if pairs < 2 or not math.isfinite(sd):
+        return math.nan
+    freedom = pairs - 1
+    quantiles = stats.t.ppf(0.5 + confidence / 2, freedom) + stats.t.ppf(power, freedom)
+    return float(quantiles * sd / math.sqrt(pairs))
+
+
 def paired_differences(
     per_seed: pd.DataFrame, reference: str, reference_stage: str, confidence: float
 ) -> pd.DataFrame:
     """Each run's and stage's per-seed difference from the reference run of its architecture.
 
+    Runs are paired by seed, never by row position: rows may come in any order, and a seed
+    missing on either side is left out of that pair's comparison.
+
     Returns:
         One row per architecture, run, stage and metric: the mean difference, its confidence
-        interval, the seeds paired, and how many seeds favour the run (``better``: higher, or
-        lower for ECE).
+        interval, the seeds paired, how many seeds favour the run (``better``: higher, or
+        lower for ECE), the paired differences' standard deviation (``sd``) and the smallest
+        difference this many pairs detect at 80 % power (``detectable``,
+        :func:`detectable_difference`).
     """
     rows = []
     for arch, group in per_seed.groupby("arch", sort=False):
@@ -74,6 +91,7 @@ def paired_differences(
                 if not diffs:
                     continue
                 mean, low, high = t_interval(diffs, confidence)
+                sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan
                 sign = -1 if metric in LOWER_IS_BETTER else 1
                 rows.append(
                     {
@@ -87,6 +105,8 @@ def paired_differences(
                         "confidence": confidence,
                         "seeds": len(diffs),
                         "better": int(sum(sign * d > 0 for d in diffs)),
+                        "sd": sd,
+                        "detectable": detectable_difference(sd, len(diffs), confidence),
                     }
                 )
     return pd.DataFrame(rows)

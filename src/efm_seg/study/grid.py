@@ -1,10 +1,11 @@
 """The study's grid: which runs it trains and the exact recipe of each.
 
 A *run* is one line of the ablation: the paper's ``baseline`` stage alone, the equal-budget
-``baseline_equal`` (the baseline recipe for as many epochs as the three stages together), or an
-EFM variant (its EFM stage, then its fine-tuning stage). A *cell* is one stage of one run for
-one architecture and seed; each cell is a training node under the namespace
-``study.<arch>.seed<seed>.<run>.<stage>``.
+``baseline_equal`` (the baseline recipe for as many epochs as the three stages together), an
+EFM variant (its EFM stage, then its fine-tuning stage), or a one-run variant (``single_run``:
+the equal-budget baseline with its changes, e.g. EFM from ``start_epoch`` or another loss).
+A *cell* is one stage of one run for one architecture and seed; each cell is a training node
+under the namespace ``study.<arch>.seed<seed>.<run>.<stage>``.
 """
 
 from __future__ import annotations
@@ -67,8 +68,17 @@ def study_runs(study: StudyParams) -> dict[str, tuple[str, ...]]:
     return {
         BASELINE: ("baseline",),
         REFERENCE: ("baseline",),
-        **{name: EFM_STAGES for name in study.variants},
+        **{
+            name: ("baseline",) if variant.single_run else EFM_STAGES
+            for name, variant in study.variants.items()
+        },
     }
+
+
+def is_one_run(study: StudyParams, run: str) -> bool:
+    """Whether ``run`` trains the three stages' epochs in one run (the equal-budget baseline, a
+    ``single_run`` variant)."""
+    return run == REFERENCE or (run in study.variants and study.variants[run].single_run)
 
 
 def cells(study: Any) -> Iterator[Cell]:
@@ -91,9 +101,9 @@ def cell_recipe(
     """The ``training``, stage overrides and ``efm_method`` one cell trains with.
 
     The paper's stage recipe (``<stage>.overrides`` of the configuration), then the study's own
-    ``study.overrides.<stage>`` and ``study.epochs.<stage>`` (the equal-budget baseline: the
-    three stages' epochs together), then the variant's ``training`` and ``<stage>`` changes;
-    the architecture and seed are the cell's.
+    ``study.overrides.<stage>`` and ``study.epochs.<stage>`` (the equal-budget baseline and
+    one-run variants: the three stages' epochs together), then the variant's ``training`` and
+    ``<stage>`` changes; the architecture and seed are the cell's.
 
     Args:
         study: ``params:study``.
@@ -104,14 +114,16 @@ def cell_recipe(
     """
     study = StudyParams.model_validate(study)
     base = deep_merge(as_mapping(training), {"model": {"arch": cell.arch}, "seed": cell.seed})
-    epochs = study.epochs.total if cell.run == REFERENCE else getattr(study.epochs, cell.stage)
+    one_run = is_one_run(study, cell.run)
+    epochs = study.epochs.total if one_run else getattr(study.epochs, cell.stage)
     overrides = deep_merge(as_mapping(stage_overrides), study.overrides.get(cell.stage, {}))
     overrides = deep_merge(overrides, {"epochs": epochs})
     method = as_mapping(efm_method)
     if cell.run not in (BASELINE, REFERENCE):
         variant = study.variants[cell.run]
         overrides = deep_merge(overrides, variant.training)
-        overrides = deep_merge(overrides, getattr(variant, cell.stage))
+        if not variant.single_run:
+            overrides = deep_merge(overrides, getattr(variant, cell.stage))
         method = deep_merge(method, variant.efm_method)
     return base, overrides, method
 

@@ -14,11 +14,14 @@ from efm_seg.study.grid import BASELINE, REFERENCE
 
 
 def run_label(run: str, stage: str) -> str:
-    """``efm_full`` → ``efm_full (after fine-tuning)``; the baselines by what they are."""
+    """``efm_full`` → ``efm_full (after fine-tuning)``; a one-run variant (its one stage is
+    ``baseline``) → ``focal (one run)``; the baselines by what they are."""
     if run == REFERENCE:
         return "baseline, equal budget"
     if run == BASELINE:
         return "baseline, paper schedule"
+    if stage == "baseline":
+        return f"{run} (one run)"
     return f"{run} ({'after fine-tuning' if stage == 'finetune' else 'EFM stage'})"
 
 
@@ -84,6 +87,7 @@ def study_markdown(
             wide.index.name = "run − equal-budget baseline"
             lines += ["### Paired difference against the equal-budget baseline", ""]
             lines += [to_markdown(wide, index=True)]
+            lines += ["", *_power_section(diffs, study.confidence, order)]
         seeds = per_seed[per_seed["arch"] == arch].assign(
             label=lambda f: [run_label(r, s) for r, s in zip(f["run"], f["stage"], strict=True)]
         )
@@ -92,3 +96,34 @@ def study_markdown(
         by_seed.index.name = "mIoU per seed"
         lines += ["### mIoU per seed", "", to_markdown(by_seed, index=True)]
     return "\n".join(lines)
+
+
+POWERED = ("miou", "boundary_iou")
+"""The metrics whose power the tables report: the two the study's question is about."""
+
+
+def _power_section(diffs: pd.DataFrame, confidence: float, order: list[str]) -> list[str]:
+    """The paired differences' spread, and the smallest difference each comparison detects."""
+    chosen = diffs[diffs["metric"].isin(POWERED)].assign(
+        label=lambda f: [run_label(r, s) for r, s in zip(f["run"], f["stage"], strict=True)]
+    )
+    if chosen.empty:
+        return []
+    columns = {}
+    for metric in POWERED:
+        rows = chosen[chosen["metric"] == metric].set_index("label")
+        columns[f"{METRICS[metric]} sd"] = rows["sd"]
+        columns[f"{METRICS[metric]} detectable"] = rows["detectable"]
+    shown = set(chosen["label"])
+    table = pd.DataFrame(columns).reindex([label for label in order if label in shown])
+    table.index.name = "run"
+    return [
+        "### Power",
+        "",
+        f"The paired differences' standard deviation, and the smallest true difference a paired "
+        f"t test over these seeds detects with 80 % power ({1 - confidence:.0%} two-sided). "
+        "A difference below it can go unseen.",
+        "",
+        to_markdown(table.map(lambda v: "n/a" if pd.isna(v) else f"{v:.4f}"), index=True),
+        "",
+    ]

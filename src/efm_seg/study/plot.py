@@ -38,8 +38,8 @@ def ablation_figure(paired: pd.DataFrame, study: StudyParams) -> Figure:
                     continue
                 mean, low, high = row.iloc[0][["difference", "ci_low", "ci_high"]]
                 colour = "#2ca02c" if stage == "finetune" else "#ff7f0e"
-                if run.startswith("baseline"):
-                    colour = "#1f77b4"
+                if stage == "baseline":  # a baseline, or a one-run variant
+                    colour = "#1f77b4" if run.startswith("baseline") else "#9467bd"
                 if not math.isnan(low):
                     ax.plot([low, high], [y, y], color=colour, linewidth=1.5)
                 ax.plot([mean], [y], "o", color=colour)

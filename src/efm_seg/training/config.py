@@ -186,6 +186,14 @@ class TrainConfig:
     def distributed(self):
         return self.recipe.distributed
 
+    @property
+    def criterion(self) -> dict[str, Any]:
+        return self.recipe.criterion.model_dump()
+
+    @property
+    def checkpoint(self) -> str:
+        return self.recipe.checkpoint
+
     def record(self) -> dict[str, Any]:
         """The stage's settings as plain values: what its checkpoint records as ``config``
         (and the report's recipe table shows), one flat key per setting."""
@@ -216,6 +224,8 @@ class TrainConfig:
             "resume_every": self.resume_every,
             "normalization": self.normalization,
             "distributed": self.distributed.model_dump(),
+            "criterion": self.criterion,
+            "checkpoint": self.checkpoint,
         }
 
 

@@ -57,6 +57,7 @@ from efm_seg.models import (
 )
 from efm_seg.training import distributed
 from efm_seg.training.config import TrainConfig, recipe_of
+from efm_seg.training.criteria import baseline_loss, build_criterion
 from efm_seg.training.precision import resolve_device, resolve_precision
 from efm_seg.training.resume import ResumeMismatchError, StateFile, differences
 
@@ -278,22 +279,19 @@ class Trainer:
         return model.to(self.device)
 
     def _build_criteria(self) -> None:
-        """The stage's loss (eq. 10 with EFM, else eq. 6) and eq. 6 for validation."""
+        """The stage's loss (eq. 10 with EFM, else ``training.criterion``) and eq. 6 for
+        validation."""
         loss = dict(self.config.loss)
         classes = len(self.classes)
-        self.criterion = EFMLoss(classes, ignore_index=self.ignore_index, **loss)
-        # Eq. 6, the baseline objective: the loss of stages without EFM, and the validation loss
-        # of every stage, so that the curves of the three stages can be compared.
-        baseline_keys = ("lambda_ce", "lambda_dice", "label_smoothing")
-        self.baseline_criterion = EFMLoss(
-            classes,
-            ignore_index=self.ignore_index,
-            gamma=0.0,
-            topk_ratio=1.0,
-            **{k: loss[k] for k in baseline_keys if k in loss},
-        )
-        if not self.config.efm.enabled:
-            self.criterion = self.baseline_criterion
+        # Eq. 6, the baseline objective: the validation loss of every stage, so that the curves
+        # of the stages (and of the study's criteria) can be compared.
+        self.baseline_criterion = baseline_loss(classes, self.ignore_index, loss)
+        if self.config.efm.enabled:
+            self.criterion = EFMLoss(classes, ignore_index=self.ignore_index, **loss)
+        else:
+            self.criterion = build_criterion(
+                self.config.criterion, classes, self.ignore_index, loss
+            ).to(self.device)
 
     def _build_state(self, model: nn.Module, train_count: int, use_scaler: bool) -> TrainState:
         """What changes while the stage trains: optimiser, schedule, scaler, EMA, EFM store."""
@@ -505,7 +503,8 @@ class Trainer:
             if state.scheduler is not None:
                 state.scheduler.step()
             state.epoch = epoch
-            if val["iou"] > state.best_score:
+            # training.checkpoint: the best validation epoch, or simply the latest one.
+            if val["iou"] > state.best_score or config.checkpoint == "last":
                 state.best_score, state.best_epoch = val["iou"], epoch
                 state.best_state = {
                     k: v.detach().to("cpu", copy=True)
@@ -980,6 +979,8 @@ class Trainer:
             # What predict and evaluation feed the model: the same bands, normalised alike.
             bands=None if self.store.bands is None else list(self.store.bands),
             normalization=self.normalization,
+            # Ground size of a pixel of the training samples (cm), when georeferenced.
+            resolution_cm=self.store.resolution_cm,
             epoch=state.best_epoch,
             metrics={k: float(v) for k, v in best.items() if k.startswith("val_")},
             ema=state.ema is not None,
