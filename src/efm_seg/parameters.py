@@ -436,6 +436,9 @@ def stage_recipe(training: Any, overrides: Any) -> TrainingParams:
 
 
 # -- study ----------------------------------------------------------------------------------
+PROJECT_SPLIT = "split"
+"""The study's fold when ``study.folds`` is empty: the project's own split (``split``)."""
+
 STUDY_BASELINES = ("baseline", "baseline_equal")
 """The study's two baselines: the paper's baseline stage alone, and the same recipe trained for
 as many epochs as baseline + EFM + fine-tuning together (the equal-budget reference)."""
@@ -495,16 +498,21 @@ class StudyVariant(Block):
 
 
 class StudyParams(Block):
-    """``study``: the grid of the ``study`` pipeline (architectures × seeds × variants).
+    """``study``: the grid of the ``study`` pipeline (architectures × folds × seeds × variants).
 
-    Every architecture and seed trains both baselines (``baseline``, ``baseline_equal``) and
-    every variant (an EFM stage, then fine-tuning from its best checkpoint). ``overrides``
+    Every architecture, fold and seed trains both baselines (``baseline``, ``baseline_equal``)
+    and every variant (an EFM stage, then fine-tuning from its best checkpoint, or one run).
+    ``folds`` are splits given outright, each as ``split.predefined`` patterns (glob of a group
+    or source image -> ``val`` or ``test``) with every other sample in train, e.g. leave one
+    tile out; without folds the study trains and scores on the project's ``split`` (the fold
+    ``split``). ``overrides``
     changes the paper's stage recipes for the whole study (e.g. an earlier EFM start when the
     epochs are shortened); ``confidence`` is the level of the paired differences' intervals.
     """
 
     architectures: list[str] = Field(min_length=1)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    folds: dict[str, dict[str, Literal["train", "val", "test"]]] = Field(default_factory=dict)
     epochs: StudyEpochs
     variants: dict[str, StudyVariant] = Field(min_length=1)
     overrides: dict[Stage, dict[str, Any]] = Field(default_factory=dict)
@@ -526,6 +534,28 @@ class StudyParams(Block):
         for changes in value.values():
             StageOverrides.model_validate(changes)
         return value
+
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for name, patterns in value.items():
+            if name == PROJECT_SPLIT or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(
+                    f"{name!r}: a fold name is lower-case letters, digits and underscores, and "
+                    f"not {PROJECT_SPLIT!r} (the project's own split)"
+                )
+            missing = [split for split in ("val", "test") if split not in patterns.values()]
+            if missing:
+                raise ValueError(
+                    f"fold {name!r} names no {' and no '.join(missing)} group: each fold needs "
+                    "a validation and a test group (the rest trains)"
+                )
+        return value
+
+    @property
+    def fold_names(self) -> list[str]:
+        """The folds' names, or the project's split alone (``split``) when none are set."""
+        return list(self.folds) or [PROJECT_SPLIT]
 
     @field_validator("seeds")
     @classmethod

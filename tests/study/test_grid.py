@@ -50,13 +50,18 @@ def study(**changes) -> dict:
     return block | changes
 
 
+def at(arch: str, seed: int, run: str, stage: str) -> Cell:
+    """A cell of the project's split (no study.folds)."""
+    return Cell(arch, "split", seed, run, stage)
+
+
 def test_cells_cover_every_architecture_seed_and_run_in_order():
     grid = list(cells(study()))
     per_seed = ["baseline.baseline", "baseline_equal.baseline"] + [
         f"{v}.{s}" for v in ("full", "tuned") for s in ("efm", "finetune")
     ]
     assert [c.name for c in grid] == [
-        f"study.{arch}.seed{seed}.{run}"
+        f"study.{arch}.split.seed{seed}.{run}"
         for arch in ("FPN", "PSPNet")
         for seed in (3, 7)
         for run in per_seed
@@ -64,40 +69,63 @@ def test_cells_cover_every_architecture_seed_and_run_in_order():
     assert all(Cell.from_name(c.name) == c for c in grid)
 
 
+def test_folds_multiply_the_grid_and_each_cell_reads_its_folds_split():
+    folds = {"t1": {"Tile 1": "test", "Tile 2": "val"}, "t2": {"Tile 2": "test", "Tile 1": "val"}}
+    grid = list(cells(study(folds=folds, architectures=["FPN"], seeds=[3])))
+    assert [c.name for c in grid[:2]] == [
+        "study.FPN.t1.seed3.baseline.baseline",
+        "study.FPN.t1.seed3.baseline_equal.baseline",
+    ]
+    assert {c.fold for c in grid} == {"t1", "t2"} and len(grid) == 2 * 6
+    assert grid[0].split == "study.folds.t1.split"
+    assert at("FPN", 3, "full", "efm").split == "split"  # no folds: the project's split
+    # A fine-tuning cell starts from its own fold's EFM stage.
+    assert Cell("FPN", "t2", 3, "full", "finetune").parent.parent.fold == "t2"
+    assert all(Cell.from_name(c.name) == c for c in grid)
+
+
 def test_parents_chain_finetune_to_its_efm_stage_and_efm_to_the_seed_baseline():
-    finetune = Cell("PSPNet", 7, "tuned", "finetune")
-    assert finetune.parent == Cell("PSPNet", 7, "tuned", "efm")
-    assert finetune.parent.parent == Cell("PSPNet", 7, "baseline", "baseline")
-    assert Cell("PSPNet", 7, "baseline_equal", "baseline").parent is None
+    finetune = at("PSPNet", 7, "tuned", "finetune")
+    assert finetune.parent == at("PSPNet", 7, "tuned", "efm")
+    assert finetune.parent.parent == at("PSPNet", 7, "baseline", "baseline")
+    assert at("PSPNet", 7, "baseline_equal", "baseline").parent is None
 
 
 def test_baselines_take_the_architecture_seed_and_study_epochs():
     base, overrides, method = cell_recipe(
-        study(), Cell("PSPNet", 7, "baseline", "baseline"), TRAINING, STAGES["baseline"], METHOD
+        study(),
+        at("PSPNet", 7, "baseline", "baseline"),
+        TRAINING,
+        STAGES["baseline"],
+        METHOD,
     )
     assert base["model"] == {"arch": "PSPNet", "encoder": "resnet18"}
     assert base["seed"] == 7
     assert overrides == {"epochs": 4, "efm": {"enabled": False}}
     assert method == METHOD
     _, equal, _ = cell_recipe(
-        study(), Cell("FPN", 3, "baseline_equal", "baseline"), TRAINING, STAGES["baseline"], METHOD
+        study(),
+        at("FPN", 3, "baseline_equal", "baseline"),
+        TRAINING,
+        STAGES["baseline"],
+        METHOD,
     )
     assert equal["epochs"] == 4 + 5 + 2  # the three stages' epochs together
 
 
 def test_a_variant_changes_only_what_it_names_and_only_where():
-    cell = Cell("FPN", 3, "tuned", "efm")
+    cell = at("FPN", 3, "tuned", "efm")
     _, efm, method = cell_recipe(study(), cell, TRAINING, STAGES["efm"], METHOD)
     assert efm["efm"] == {"enabled": True, "start_epoch": 2, "every": 2, "source": "online"}
     assert efm["epochs"] == 5 and "optimizer" not in efm
     assert method == {"map": {"alpha": 0.6}, "loss": {"gamma": 0.0, "topk_ratio": 0.7}}
     _, finetune, _ = cell_recipe(
-        study(), Cell("FPN", 3, "tuned", "finetune"), TRAINING, STAGES["finetune"], METHOD
+        study(), at("FPN", 3, "tuned", "finetune"), TRAINING, STAGES["finetune"], METHOD
     )
     assert finetune["optimizer"] == {"lr": 3e-4}
     assert finetune["efm"]["source"] == "online" and finetune["epochs"] == 2
     _, full, full_method = cell_recipe(
-        study(), Cell("FPN", 3, "full", "finetune"), TRAINING, STAGES["finetune"], METHOD
+        study(), at("FPN", 3, "full", "finetune"), TRAINING, STAGES["finetune"], METHOD
     )
     assert full["optimizer"] == {"lr": 1e-4} and full_method == METHOD
 
@@ -115,27 +143,38 @@ ONE_RUN = {
 def test_one_run_variants_train_as_the_equal_budget_baseline_with_their_changes():
     block = study(variants=study()["variants"] | ONE_RUN)
     grid = [c.name for c in cells(block) if c.arch == "FPN" and c.seed == 3]
-    assert grid[-2:] == ["study.FPN.seed3.efm_one_run.baseline", "study.FPN.seed3.focal.baseline"]
+    assert grid[-2:] == [
+        "study.FPN.split.seed3.efm_one_run.baseline",
+        "study.FPN.split.seed3.focal.baseline",
+    ]
     _, equal, equal_method = cell_recipe(
-        block, Cell("FPN", 3, "baseline_equal", "baseline"), TRAINING, STAGES["baseline"], METHOD
+        block,
+        at("FPN", 3, "baseline_equal", "baseline"),
+        TRAINING,
+        STAGES["baseline"],
+        METHOD,
     )
     _, one_run, method = cell_recipe(
-        block, Cell("FPN", 3, "efm_one_run", "baseline"), TRAINING, STAGES["baseline"], METHOD
+        block,
+        at("FPN", 3, "efm_one_run", "baseline"),
+        TRAINING,
+        STAGES["baseline"],
+        METHOD,
     )
     # The same epochs and recipe as the equal-budget baseline; EFM from epoch 5.
     assert one_run == equal | {"efm": {"enabled": True, "start_epoch": 5, "every": 2}}
     assert method == {"map": {"alpha": 0.6}, "loss": {"gamma": 1.2, "topk_ratio": 1.0}}
     assert equal_method == METHOD
     _, focal, _ = cell_recipe(
-        block, Cell("FPN", 3, "focal", "baseline"), TRAINING, STAGES["baseline"], METHOD
+        block, at("FPN", 3, "focal", "baseline"), TRAINING, STAGES["baseline"], METHOD
     )
     assert focal == equal | {"criterion": {"name": "focal"}}
-    assert Cell("FPN", 3, "focal", "baseline").parent is None  # fresh weights, as the baseline
+    assert at("FPN", 3, "focal", "baseline").parent is None  # fresh weights, as the baseline
 
 
 def test_fingerprints_differ_exactly_where_recipes_do():
     def fingerprint(run, stage, block=None):
-        cell = Cell("FPN", 3, run, stage)
+        cell = at("FPN", 3, run, stage)
         return expected_fingerprint(block or study(), cell, TRAINING, STAGES[stage], METHOD)
 
     assert fingerprint("full", "efm") != fingerprint("tuned", "efm")
@@ -161,6 +200,10 @@ def test_fingerprints_differ_exactly_where_recipes_do():
             "single_run: a variant trained as one run has no efm or finetune stage",
         ),
         ({"variants": {"v": {"training": {"criterion": {"name": "hinge"}}}}}, "criterion.name"),
+        ({"folds": {"split": {"a": "test", "b": "val"}}}, "not 'split'"),
+        ({"folds": {"Tile 1": {"a": "test", "b": "val"}}}, "a fold name is lower-case"),
+        ({"folds": {"t1": {"Tile 1": "test"}}}, "fold 't1' names no val group"),
+        ({"folds": {"t1": {"Tile 1": "holdout"}}}, "holdout"),
     ],
 )
 def test_bad_grids_are_refused_naming_the_problem(changes, message):
@@ -177,10 +220,12 @@ def test_a_cell_whose_efm_would_never_switch_on_is_refused():
         "finetune.overrides": STAGES["finetune"],
         "efm_method": METHOD,
     }
-    with pytest.raises(ValueError, match=r"study.FPN.seed3.full.efm: the EFM starts at epoch 6"):
-        checked_cell_recipe("study.FPN.seed3.full.efm", blocks.__getitem__)
+    with pytest.raises(
+        ValueError, match=r"study.FPN.split.seed3.full.efm: the EFM starts at epoch 6"
+    ):
+        checked_cell_recipe("study.FPN.split.seed3.full.efm", blocks.__getitem__)
     blocks["efm.overrides"] = STAGES["efm"]  # start 5 of 5 epochs: on in the last one
-    assert checked_cell_recipe("study.FPN.seed3.full.efm", blocks.__getitem__).epochs == 5
+    assert checked_cell_recipe("study.FPN.split.seed3.full.efm", blocks.__getitem__).epochs == 5
 
 
 def test_the_dubai_study_is_the_shipped_grid():

@@ -37,7 +37,7 @@ GRID = {
     },
 }
 CELLS = [
-    f"{arch}/seed{seed}/{run}"
+    f"{arch}/split/seed{seed}/{run}"
     for arch in ("FPN", "PSPNet")
     for seed in (1, 2)
     for run in (
@@ -80,7 +80,7 @@ def study_run(demo_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def test_every_cell_trains_its_own_architecture_seed_and_recipe(study_run: Path):
     for cell in CELLS:
-        arch, seed, run, stage = cell.split("/")
+        arch, _, seed, run, stage = cell.split("/")
         saved = checkpoint(study_run, cell)
         config = saved["config"]
         assert (saved["model_spec"]["arch"], config["seed"]) == (arch, int(seed[4:])), cell
@@ -100,16 +100,16 @@ def test_every_cell_trains_its_own_architecture_seed_and_recipe(study_run: Path)
 def test_efm_stages_start_fresh_or_from_the_seed_baseline_as_configured(study_run: Path):
     for arch in ("FPN", "PSPNet"):
         for seed in (1, 2):
-            base = checkpoint(study_run, f"{arch}/seed{seed}/baseline/baseline")
-            warm = checkpoint(study_run, f"{arch}/seed{seed}/from_baseline/efm")
-            fresh = checkpoint(study_run, f"{arch}/seed{seed}/tuned/efm")
+            base = checkpoint(study_run, f"{arch}/split/seed{seed}/baseline/baseline")
+            warm = checkpoint(study_run, f"{arch}/split/seed{seed}/from_baseline/efm")
+            fresh = checkpoint(study_run, f"{arch}/split/seed{seed}/tuned/efm")
             assert warm["lineage"]["init"]["run_id"] == base["lineage"]["run_id"]
             assert fresh["lineage"]["init"] is None
-            tuned_efm = checkpoint(study_run, f"{arch}/seed{seed}/tuned/efm")
-            tuned_ft = checkpoint(study_run, f"{arch}/seed{seed}/tuned/finetune")
+            tuned_efm = checkpoint(study_run, f"{arch}/split/seed{seed}/tuned/efm")
+            tuned_ft = checkpoint(study_run, f"{arch}/split/seed{seed}/tuned/finetune")
             assert tuned_ft["lineage"]["init"]["stage"] == tuned_efm["lineage"]["stage"]
-    one = checkpoint(study_run, "FPN/seed1/baseline/baseline")["state_dict"]
-    two = checkpoint(study_run, "FPN/seed2/baseline/baseline")["state_dict"]
+    one = checkpoint(study_run, "FPN/split/seed1/baseline/baseline")["state_dict"]
+    two = checkpoint(study_run, "FPN/split/seed2/baseline/baseline")["state_dict"]
     assert any(not torch.equal(one[k], two[k]) for k in one)  # seeds differ
 
 
@@ -117,7 +117,7 @@ def test_the_comparison_is_computed_from_the_cells(study_run: Path):
     per_seed = pd.read_csv(study_output(study_run, "per_seed.csv"))
     assert len(per_seed) == len(CELLS)
     for cell in CELLS:  # the TTA row of each cell's own scores
-        arch, seed, run, stage = cell.split("/")
+        arch, _, seed, run, stage = cell.split("/")
         scores = pd.read_csv(
             latest_version(study_run, f"data/local/07_model_output/study/{cell}/scores.csv")
         )
@@ -204,7 +204,7 @@ def test_the_pipeline_is_the_grid_of_the_session(study_run: Path, monkeypatch):
     with KedroSession.create(project_path=study_run, runtime_params=runtime) as session:
         session.load_context()
         names = {node.name for node in pipelines["study"].nodes}
-    assert "study.PSPNet.seed9.tuned.finetune.train" in names
+    assert "study.PSPNet.split.seed9.tuned.finetune.train" in names
     assert not any(".FPN." in name or ".seed1." in name for name in names)
     assert len(names) == 6 * 2 + 1  # six cells (train + evaluate) and the summary
 
@@ -214,20 +214,20 @@ def test_a_killed_study_continues_where_it_stopped(study_run: Path, tmp_path, mo
     shutil.copytree(study_run, project)
     monkeypatch.chdir(project)
     summaries = saved_versions(project, "08_reporting/study/per_seed.csv")
-    # Killed during FPN/seed1/from_baseline/efm: neither it nor its fine-tuning finished; and
-    # PSPNet/seed2/tuned/finetune never started.
+    # Killed during FPN/split/seed1/from_baseline/efm: neither it nor its fine-tuning finished; and
+    # PSPNet/split/seed2/tuned/finetune never started.
     unfinished = (
-        "FPN/seed1/from_baseline/efm",
-        "FPN/seed1/from_baseline/finetune",
-        "PSPNet/seed2/tuned/finetune",
+        "FPN/split/seed1/from_baseline/efm",
+        "FPN/split/seed1/from_baseline/finetune",
+        "PSPNet/split/seed2/tuned/finetune",
     )
     outputs = project / "data/local/07_model_output/study"
-    orphan = "FPN/seed1/from_baseline/finetune"
+    orphan = "FPN/split/seed1/from_baseline/finetune"
     shutil.copytree(outputs / orphan, tmp_path / "orphan")
     for cell in unfinished:
         shutil.rmtree(project / f"data/local/06_models/study/{cell}")
         shutil.rmtree(outputs / cell)
-    kept = checkpoint(project, "FPN/seed2/tuned/finetune")["lineage"]["run_id"]
+    kept = checkpoint(project, "FPN/split/seed2/tuned/finetune")["lineage"]["run_id"]
 
     def run(**options):
         bootstrap_project(project)
@@ -251,11 +251,11 @@ def test_a_killed_study_continues_where_it_stopped(study_run: Path, tmp_path, mo
     run()
     # Only the missing cells, and what depends on them, ran again.
     assert sorted(trained) == [
-        "study.FPN.seed1.from_baseline.efm",
-        "study.FPN.seed1.from_baseline.finetune",
-        "study.PSPNet.seed2.tuned.finetune",
+        "study.FPN.split.seed1.from_baseline.efm",
+        "study.FPN.split.seed1.from_baseline.finetune",
+        "study.PSPNet.split.seed2.tuned.finetune",
     ]
-    assert checkpoint(project, "FPN/seed2/tuned/finetune")["lineage"]["run_id"] == kept
+    assert checkpoint(project, "FPN/split/seed2/tuned/finetune")["lineage"]["run_id"] == kept
     # The summary existed already; it is computed again from the new cells all the same.
     assert len(saved_versions(project, "08_reporting/study/per_seed.csv")) == len(summaries) + 1
     assert len(pd.read_csv(study_output(project, "per_seed.csv"))) == len(CELLS)
@@ -270,6 +270,8 @@ def test_a_killed_study_continues_where_it_stopped(study_run: Path, tmp_path, mo
         GRID | {"variants": GRID["variants"] | {"tuned": {"efm_method": {"loss": {"gamma": 2}}}}},
     )
     trained.clear()
-    with pytest.raises(StaleCellError, match=r"study.FPN.seed1.tuned.efm: trained .* another"):
+    with pytest.raises(
+        StaleCellError, match=r"study.FPN.split.seed1.tuned.efm: trained .* another"
+    ):
         run()
     assert trained == []

@@ -1,6 +1,6 @@
 """The study's analysis: per-seed scores, mean ± std, and paired differences against the
-equal-budget baseline with a t confidence interval (seeds pair the runs: same split, same
-seed, same data order up to the EFM)."""
+equal-budget baseline with a t confidence interval. A fold and a seed pair the runs: the same
+split, the same initial weights and data order up to what the run changes."""
 
 from __future__ import annotations
 
@@ -22,17 +22,23 @@ METRICS: dict[str, str] = {
 }
 LOWER_IS_BETTER = frozenset({"ece"})
 KEYS = ["arch", "run", "stage"]
+PAIR = ["fold", "seed"]
+"""What pairs a run's cell with the reference's: the same fold and seed."""
 
 
 def per_seed_table(scores: pd.DataFrame, tta: bool) -> pd.DataFrame:
-    """One row per architecture, run, stage and seed: the metrics at the chosen TTA setting."""
+    """One row per architecture, run, stage, fold and seed: the metrics at the chosen TTA
+    setting."""
     chosen = scores[scores["tta"].astype(bool) == tta]
-    columns = [*KEYS, "seed", *METRICS, "checkpoint_epoch", "checkpoint_run"]
-    return chosen[columns].sort_values([*KEYS, "seed"], kind="stable").reset_index(drop=True)
+    if "fold" not in chosen:  # scores of cells from before folds: the project's split
+        chosen = chosen.assign(fold="split")
+    columns = [*KEYS, *PAIR, *METRICS, "checkpoint_epoch", "checkpoint_run"]
+    return chosen[columns].sort_values([*KEYS, *PAIR], kind="stable").reset_index(drop=True)
 
 
 def summary_table(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard deviation (n - 1) and seed count of each metric per run and stage."""
+    """Mean, standard deviation (n - 1) and count of each metric per run and stage, over its
+    folds and seeds (``seeds``: how many fold × seed cells)."""
     grouped = per_seed.groupby(KEYS, sort=False)[list(METRICS)]
     mean = grouped.mean().add_suffix("_mean")
     std = grouped.std(ddof=1).add_suffix("_std")
@@ -67,24 +73,24 @@ def paired_differences(
 ) -> pd.DataFrame:
     """Each run's and stage's per-seed difference from the reference run of its architecture.
 
-    Runs are paired by seed, never by row position: rows may come in any order, and a seed
-    missing on either side is left out of that pair's comparison.
+    Runs are paired by fold and seed, never by row position: rows may come in any order, and a
+    fold and seed missing on either side is left out of that comparison.
 
     Returns:
         One row per architecture, run, stage and metric: the mean difference, its confidence
-        interval, the seeds paired, how many seeds favour the run (``better``: higher, or
-        lower for ECE), the paired differences' standard deviation (``sd``) and the smallest
-        difference this many pairs detect at 80 % power (``detectable``,
+        interval, the pairs (fold × seed, ``seeds``), how many favour the run (``better``:
+        higher, or lower for ECE), the paired differences' standard deviation (``sd``) and
+        the smallest difference this many pairs detect at 80 % power (``detectable``,
         :func:`detectable_difference`).
     """
     rows = []
     for arch, group in per_seed.groupby("arch", sort=False):
         ref = group[(group["run"] == reference) & (group["stage"] == reference_stage)]
-        ref = ref.set_index("seed")
+        ref = _by_pair(ref)
         for (run, stage), entries in group.groupby(["run", "stage"], sort=False):
             if run == reference:
                 continue
-            runs = entries.set_index("seed")
+            runs = _by_pair(entries)
             seeds = sorted(set(runs.index) & set(ref.index))
             for metric in METRICS:
                 diffs = [runs.at[s, metric] - ref.at[s, metric] for s in seeds]
@@ -110,3 +116,8 @@ def paired_differences(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def _by_pair(rows: pd.DataFrame) -> pd.DataFrame:
+    rows = rows if "fold" in rows else rows.assign(fold="split")
+    return rows.set_index(PAIR)

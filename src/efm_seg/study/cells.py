@@ -38,10 +38,12 @@ def check_cells(
         require_all: Every cell of the grid must have scores (else only those given are
             checked).
     """
-    by_cell = {(row.arch, row.seed, row.run, row.stage): row for row in scores.itertuples()}
+    by_cell = {
+        (row.arch, row.fold, row.seed, row.run, row.stage): row for row in scores.itertuples()
+    }
     problems = []
     for cell in cells(study):
-        row = by_cell.get((cell.arch, cell.seed, cell.run, cell.stage))
+        row = by_cell.get((cell.arch, cell.fold, cell.seed, cell.run, cell.stage))
         if row is None:
             if require_all:
                 problems.append(f"{cell.name}: no scores")
@@ -56,7 +58,7 @@ def check_cells(
             )
         parent = cell.parent
         if row.init_stage and parent is not None:
-            source = by_cell.get((parent.arch, parent.seed, parent.run, parent.stage))
+            source = by_cell.get((parent.arch, parent.fold, parent.seed, parent.run, parent.stage))
             if source is None or row.init_run != source.checkpoint_run:
                 problems.append(
                     f"{cell.name}: started from run {row.init_run} of {parent.name}, whose "
@@ -80,9 +82,11 @@ def lineage_as_text(scores: pd.DataFrame) -> pd.DataFrame:
 
 def scored_runs(scores: pd.DataFrame) -> dict[str, str]:
     """``{cell name: run id of its scored checkpoint}`` from the cells' score rows."""
-    rows = scores.drop_duplicates(["arch", "seed", "run", "stage"])
+    rows = scores.drop_duplicates(["arch", "fold", "seed", "run", "stage"])
     return {
-        Cell(row.arch, int(row.seed), row.run, row.stage).name: str(row.checkpoint_run)
+        Cell(row.arch, str(row.fold), int(row.seed), row.run, row.stage).name: str(
+            row.checkpoint_run
+        )
         for row in rows.itertuples()
     }
 

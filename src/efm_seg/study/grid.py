@@ -4,8 +4,9 @@ A *run* is one line of the ablation: the paper's ``baseline`` stage alone, the e
 ``baseline_equal`` (the baseline recipe for as many epochs as the three stages together), an
 EFM variant (its EFM stage, then its fine-tuning stage), or a one-run variant (``single_run``:
 the equal-budget baseline with its changes, e.g. EFM from ``start_epoch`` or another loss).
-A *cell* is one stage of one run for one architecture and seed; each cell is a training node
-under the namespace ``study.<arch>.seed<seed>.<run>.<stage>``.
+A *cell* is one stage of one run for one architecture, fold and seed; each cell is a training
+node under the namespace ``study.<arch>.<fold>.seed<seed>.<run>.<stage>``. The fold is ``split``
+(the project's split) unless ``study.folds`` names folds.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from pydantic import ValidationError
 
 from efm_seg.basics.lineage import config_fingerprint
 from efm_seg.basics.mappings import as_mapping, deep_merge
-from efm_seg.parameters import STUDY_BASELINES, StudyParams, TrainingParams, describe, stage_recipe
+from efm_seg.parameters import (
+    PROJECT_SPLIT,
+    STUDY_BASELINES,
+    StudyParams,
+    TrainingParams,
+    describe,
+    stage_recipe,
+)
 from efm_seg.training.config import TrainConfig, recipe_of
 
 BASELINE, REFERENCE = STUDY_BASELINES
@@ -27,25 +35,28 @@ EFM_STAGES = ("efm", "finetune")
 
 @dataclass(frozen=True)
 class Cell:
-    """One stage of one run, for one architecture and seed."""
+    """One stage of one run, for one architecture, fold and seed."""
 
     arch: str
+    fold: str
     seed: int
     run: str
     stage: str
 
     @classmethod
     def from_name(cls, name: str) -> Cell:
-        """The cell of a name ``study.<arch>.seed<seed>.<run>.<stage>``."""
+        """The cell of a name ``study.<arch>.<fold>.seed<seed>.<run>.<stage>``."""
         parts = name.split(".")
-        if len(parts) != 5 or parts[0] != "study" or not parts[2].startswith("seed"):
-            raise ValueError(f"{name!r} is not a study cell (study.<arch>.seed<s>.<run>.<stage>)")
-        return cls(parts[1], int(parts[2].removeprefix("seed")), parts[3], parts[4])
+        if len(parts) != 6 or parts[0] != "study" or not parts[3].startswith("seed"):
+            raise ValueError(
+                f"{name!r} is not a study cell (study.<arch>.<fold>.seed<s>.<run>.<stage>)"
+            )
+        return cls(parts[1], parts[2], int(parts[3].removeprefix("seed")), parts[4], parts[5])
 
     @property
     def namespace(self) -> str:
-        """``study.<arch>.seed<seed>.<run>``: the run's nodes and catalog entries."""
-        return f"study.{self.arch}.seed{self.seed}.{self.run}"
+        """``study.<arch>.<fold>.seed<seed>.<run>``: the run's nodes and catalog entries."""
+        return f"study.{self.arch}.{self.fold}.seed{self.seed}.{self.run}"
 
     @property
     def name(self) -> str:
@@ -53,14 +64,25 @@ class Cell:
         return f"{self.namespace}.{self.stage}"
 
     @property
+    def split(self) -> str:
+        """The catalog entry of the split it trains and is scored on: the project's ``split``,
+        or its fold's (``study.folds.<fold>.split``)."""
+        return PROJECT_SPLIT if self.fold == PROJECT_SPLIT else fold_split(self.fold)
+
+    @property
     def parent(self) -> Cell | None:
         """The cell whose best checkpoint this one may start from (``init_from: previous``):
         fine-tuning starts from its run's EFM stage, an EFM stage from the seed's baseline."""
         if self.stage == "finetune":
-            return Cell(self.arch, self.seed, self.run, "efm")
+            return Cell(self.arch, self.fold, self.seed, self.run, "efm")
         if self.stage == "efm":
-            return Cell(self.arch, self.seed, BASELINE, "baseline")
+            return Cell(self.arch, self.fold, self.seed, BASELINE, "baseline")
         return None
+
+
+def fold_split(fold: str) -> str:
+    """The catalog entry of a fold's split."""
+    return f"study.folds.{fold}.split"
 
 
 def study_runs(study: StudyParams) -> dict[str, tuple[str, ...]]:
@@ -82,13 +104,14 @@ def is_one_run(study: StudyParams, run: str) -> bool:
 
 
 def cells(study: Any) -> Iterator[Cell]:
-    """Every cell of the grid, in a stable order (architecture, seed, run, stage)."""
+    """Every cell of the grid, in a stable order (architecture, fold, seed, run, stage)."""
     study = StudyParams.model_validate(study)
     for arch in study.architectures:
-        for seed in study.seeds:
-            for run, stages in study_runs(study).items():
-                for stage in stages:
-                    yield Cell(arch, seed, run, stage)
+        for fold in study.fold_names:
+            for seed in study.seeds:
+                for run, stages in study_runs(study).items():
+                    for stage in stages:
+                        yield Cell(arch, fold, seed, run, stage)
 
 
 def cell_recipe(

@@ -42,14 +42,21 @@ def study_markdown(
     lines = [
         "# EFM study",
         "",
-        f"Architectures {', '.join(study.architectures)}; seeds {study.seeds}; epochs baseline "
-        f"{epochs.baseline}, EFM {epochs.efm}, fine-tuning {epochs.finetune} (equal-budget "
-        f"baseline: {epochs.total}); scores {'with' if study.tta else 'without'} TTA on the "
-        "evaluation split.",
+        f"Architectures {', '.join(study.architectures)}; seeds {study.seeds}; "
+        + (
+            f"folds {', '.join(study.folds)} (each: a split given outright); "
+            if study.folds
+            else ""
+        )
+        + f"epochs baseline {epochs.baseline}, EFM {epochs.efm}, fine-tuning {epochs.finetune} "
+        f"(equal-budget baseline and one-run variants: {epochs.total}); scores "
+        f"{'with' if study.tta else 'without'} TTA on the evaluation split"
+        + (" of each fold." if study.folds else "."),
         "",
-        f"Paired differences are run − equal-budget baseline, seed by seed, with a "
-        f"{study.confidence:.0%} t interval and how many seeds favour the run (higher is "
-        f"better, except {', '.join(METRICS[m] for m in sorted(LOWER_IS_BETTER))}: lower).",
+        f"Paired differences are run − equal-budget baseline, paired by "
+        f"{'fold and seed' if study.folds else 'seed'}, with a {study.confidence:.0%} t interval "
+        f"and how many pairs favour the run (higher is better, except "
+        f"{', '.join(METRICS[m] for m in sorted(LOWER_IS_BETTER))}: lower).",
         "",
     ]
     descriptions = {name: v.description for name, v in study.variants.items() if v.description}
@@ -91,10 +98,12 @@ def study_markdown(
         seeds = per_seed[per_seed["arch"] == arch].assign(
             label=lambda f: [run_label(r, s) for r, s in zip(f["run"], f["stage"], strict=True)]
         )
-        by_seed = seeds.pivot_table(index="label", columns="seed", values="miou", sort=False)
-        by_seed.columns = [f"seed {s}" for s in by_seed.columns]
-        by_seed.index.name = "mIoU per seed"
-        lines += ["### mIoU per seed", "", to_markdown(by_seed, index=True)]
+        for fold, cells in seeds.groupby("fold", sort=False):
+            by_seed = cells.pivot_table(index="label", columns="seed", values="miou", sort=False)
+            by_seed.columns = [f"seed {s}" for s in by_seed.columns]
+            by_seed.index.name = "mIoU per seed"
+            title = "### mIoU per seed" + ("" if fold == "split" else f", fold {fold}")
+            lines += [title, "", to_markdown(by_seed, index=True)]
     return "\n".join(lines)
 
 

@@ -40,7 +40,8 @@ def stage_recipes(pipeline, catalog) -> dict[str, Any]:
     from efm_seg.parameters import stage_recipe
     from efm_seg.study.grid import checked_cell_recipe
 
-    # A training node's namespace is its stage (or study cell): baseline, study.FPN.seed0.full.efm
+    # A training node's namespace is its stage (or study cell): baseline,
+    # study.FPN.split.seed0.full.efm
     stages = sorted(n.namespace for n in pipeline.nodes if TRAINING_TAG in n.tags and n.namespace)
     loaded: dict[str, Any] = {}
 

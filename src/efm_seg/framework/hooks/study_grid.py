@@ -79,7 +79,7 @@ def check_kept_cells(pipeline, catalog) -> None:
     from efm_seg.study.grid import Cell
 
     names = [node.name.removesuffix(".evaluate") for node in pipeline.nodes]
-    kept = [Cell.from_name(n) for n in names if n.startswith("study.") and n.count(".") == 4]
+    kept = [Cell.from_name(n) for n in names if n.startswith("study.") and n.count(".") == 5]
     kept = [cell for cell in kept if catalog.exists(f"{cell.name}.scores")]
     if not kept:
         return

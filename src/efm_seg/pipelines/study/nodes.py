@@ -13,6 +13,7 @@ from efm_seg.parameters import (
     DatasetParams,
     EFMMethodParams,
     EvaluationParams,
+    SplitParams,
     StageOverrides,
     StudyParams,
     TrainingParams,
@@ -73,6 +74,7 @@ def cell_evaluator(cell: Cell):
         )
         return overall.assign(
             arch=cell.arch,
+            fold=cell.fold,
             seed=cell.seed,
             run=cell.run,
             stage=cell.stage,
@@ -82,6 +84,37 @@ def cell_evaluator(cell: Cell):
     evaluate.__name__ = evaluate.__qualname__ = "evaluate"
     evaluate.__doc__ = f"Score {cell.name}'s best checkpoint (see evaluate_stage)."
     return evaluate
+
+
+def fold_splitter(fold: str):
+    """The split of one fold of ``study.folds``: its patterns' samples in val and test, every
+    other sample in train (:func:`efm_seg.data.split.assign_splits`, ``rest: train``)."""
+
+    def split_fold(
+        encoded_index: pd.DataFrame, study: StudyParams, split: SplitParams
+    ) -> pd.DataFrame:
+        from efm_seg.data.split import assign_splits
+
+        study, split = StudyParams.model_validate(study), SplitParams.model_validate(split)
+        table = assign_splits(
+            encoded_index,
+            split.fractions.model_dump(),  # not used: every sample no pattern names trains
+            seed=split.seed,
+            group_by=split.group_by,
+            predefined=study.folds[fold],
+            rest="train",
+        )
+        for name in ("val", "test"):
+            if not (table["split"] == name).any():
+                raise ValueError(
+                    f"study.folds.{fold}: no sample matches its {name} pattern(s) "
+                    f"{[p for p, s in study.folds[fold].items() if s == name]}"
+                )
+        return table
+
+    split_fold.__name__ = split_fold.__qualname__ = f"split_{fold}"
+    split_fold.__doc__ = f"The split of the study's fold {fold} (see fold_splitter)."
+    return split_fold
 
 
 def summarize_study(

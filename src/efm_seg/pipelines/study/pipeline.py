@@ -1,12 +1,15 @@
 """``kedro run --pipelines study``: the grid of ``params:study``, one namespace per cell.
 
-For every architecture and seed: ``study.<arch>.seed<s>.baseline.baseline`` (the paper's
-baseline stage), ``study.<arch>.seed<s>.baseline_equal.baseline`` (the same recipe for the
-three stages' epochs together), and for every variant ``study.<arch>.seed<s>.<variant>.efm``
-then ``.finetune``. Each cell is the same two-node template (``train``, then ``evaluate`` on
-the evaluation split) under its own namespace; the catalog's ``study.{arch}.{seed}.{run}.
-{stage}.*`` factories give every cell its versioned checkpoint, history, resumable state and
-scores. ``study.summarize`` compares the runs across seeds.
+For every architecture, fold and seed (``<cell> = study.<arch>.<fold>.seed<s>``):
+``<cell>.baseline.baseline`` (the paper's baseline stage), ``<cell>.baseline_equal.baseline``
+(the same recipe for the three stages' epochs together), and for every variant
+``<cell>.<variant>.efm`` then ``.finetune`` (or ``.baseline`` alone for a one-run variant).
+Each cell is the same two-node template (``train``, then ``evaluate`` on the evaluation split)
+under its own namespace; the catalog's ``study.{arch}.{fold}.{seed}.{run}.{stage}.*`` factories
+give every cell its versioned checkpoint, history, resumable state and scores. The fold
+``split`` is the project's split; each of ``study.folds`` gets its own (``study.folds.<fold>.
+split``, made from ``encoded_index``). ``study.summarize`` compares the runs across folds and
+seeds.
 
 The grid comes from the running session's configuration
 (:mod:`efm_seg.framework.hooks.study_grid`).
@@ -23,8 +26,13 @@ from kedro.pipeline import Node, Pipeline
 from efm_seg.basics.names import TRAINING_TAG
 from efm_seg.framework.hooks.study_grid import session_study_block
 from efm_seg.parameters import StudyParams
-from efm_seg.pipelines.study.nodes import cell_evaluator, cell_trainer, summarize_study
-from efm_seg.study.grid import Cell, cells
+from efm_seg.pipelines.study.nodes import (
+    cell_evaluator,
+    cell_trainer,
+    fold_splitter,
+    summarize_study,
+)
+from efm_seg.study.grid import Cell, cells, fold_split
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +99,7 @@ def create_cell_pipeline(cell: Cell) -> Pipeline:
         template,
         namespace=cell.name,
         inputs={name: name for name in SHARED_INPUTS}
+        | {"split": cell.split}
         | ({"init_checkpoint": f"{parent.name}.best_checkpoint"} if parent else {}),
         parameters={name: name for name in PARAMETERS}
         | {"params:stage_overrides": f"params:{cell.stage}.overrides"},
@@ -106,7 +115,18 @@ def create_pipeline(study: Mapping[str, Any] | None = None, **kwargs) -> Pipelin
             "empty until one does"
         )
         return Pipeline([])
-    grid = list(cells(StudyParams.model_validate(block)))
+    study = StudyParams.model_validate(block)
+    grid = list(cells(study))
+    folds = [
+        Node(
+            func=fold_splitter(fold),
+            inputs=["encoded_index", "params:study", "params:split"],
+            outputs=fold_split(fold),
+            name=f"split_{fold}",
+            namespace="study.folds",
+        )
+        for fold in study.folds
+    ]
     summarize = Node(
         func=summarize_study,
         inputs=[
@@ -122,4 +142,5 @@ def create_pipeline(study: Mapping[str, Any] | None = None, **kwargs) -> Pipelin
         name="summarize",
         namespace="study",
     )
-    return sum((create_cell_pipeline(cell) for cell in grid), Pipeline([])) + Pipeline([summarize])
+    cell_pipelines = sum((create_cell_pipeline(cell) for cell in grid), Pipeline([]))
+    return Pipeline(folds) + cell_pipelines + Pipeline([summarize])

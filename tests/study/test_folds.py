@@ -1,0 +1,102 @@
+"""A study over folds (leave one group out) with one-run variants, end to end on the tiny demo:
+each fold's split is its patterns' groups in val and test and the rest in train, every cell
+trains and is scored on its own fold, and runs are compared fold and seed by fold and seed."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from tests.conftest import kedro_run, latest_version
+
+FOLDS = {
+    "a": {"scene_000": "test", "scene_001": "val"},
+    "b": {"scene_002": "test", "scene_003": "val"},
+}
+GRID = {
+    "architectures": ["FPN"],
+    "seeds": [1],
+    "folds": FOLDS,
+    "epochs": {"baseline": 1, "efm": 1, "finetune": 1},
+    "variants": {
+        "focal": {"single_run": True, "training": {"criterion": {"name": "focal"}}},
+        "efm_one_run": {
+            "single_run": True,
+            "training": {"efm": {"enabled": True, "start_epoch": 2, "every": 1}},
+        },
+    },
+}
+RUNS = ("baseline", "baseline_equal", "focal", "efm_one_run")
+
+
+@pytest.fixture(scope="module")
+def folds_run(demo_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    project = tmp_path_factory.mktemp("folds") / "project"
+    shutil.copytree(demo_run, project)
+    (project / "conf/local/parameters_study.yml").write_text(yaml.safe_dump({"study": GRID}))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(project)
+        monkeypatch.setenv("DO_NOT_TRACK", "1")
+        kedro_run(project, ["study"])
+    yield project
+    shutil.rmtree(project.parent, ignore_errors=True)
+
+
+def fold_split(project: Path, fold: str) -> pd.DataFrame:
+    return pd.read_csv(
+        latest_version(project, f"data/local/05_model_input/study/folds/{fold}/split.csv")
+    )
+
+
+def checkpoint(project: Path, fold: str, run: str) -> dict:
+    path = f"data/local/06_models/study/FPN/{fold}/seed1/{run}/baseline/best_checkpoint.pt"
+    return torch.load(latest_version(project, path), weights_only=True)
+
+
+def test_each_fold_holds_out_its_groups_and_trains_on_the_rest(folds_run: Path):
+    for fold, patterns in FOLDS.items():
+        table = fold_split(folds_run, fold)
+        held = {group: split for group, split in patterns.items()}
+        for row in table.itertuples():
+            assert row.split == held.get(row.group, "train"), (fold, row.group)
+        assert set(table["split"]) == {"train", "val", "test"}
+
+
+def test_every_cell_trains_on_its_fold_with_its_recipe(folds_run: Path):
+    for fold in FOLDS:
+        fingerprints = set()
+        for run in RUNS:
+            saved = checkpoint(folds_run, fold, run)
+            fingerprints.add(saved["lineage"]["split"])
+            config = saved["config"]
+            assert config["epochs"] == (1 if run == "baseline" else 3), (fold, run)
+            assert config["criterion"]["name"] == ("focal" if run == "focal" else "ce_dice")
+            assert config["efm"]["enabled"] == (run == "efm_one_run")
+        assert len(fingerprints) == 1  # one split per fold ...
+    a, b = (checkpoint(folds_run, fold, "baseline")["lineage"]["split"] for fold in FOLDS)
+    assert a != b  # ... and another for the other fold
+
+
+def test_runs_are_compared_fold_and_seed_by_fold_and_seed(folds_run: Path):
+    reporting = folds_run / "data/local/08_reporting/study"
+    per_seed = pd.read_csv(latest_version(folds_run, "data/local/08_reporting/study/per_seed.csv"))
+    assert set(per_seed["fold"]) == {"a", "b"} and len(per_seed) == len(RUNS) * 2
+    paired = pd.read_csv(latest_version(folds_run, "data/local/08_reporting/study/paired.csv"))
+    miou = paired[paired["metric"] == "miou"].set_index("run")
+    assert set(miou.index) == {"baseline", "focal", "efm_one_run"}
+    assert (miou["seeds"] == 2).all()  # two pairs: fold a and fold b, seed 1
+    for run in ("focal", "efm_one_run"):
+        rows = per_seed[per_seed["stage"] == "baseline"].set_index(["run", "fold"])["miou"]
+        expected = (rows[run] - rows["baseline_equal"]).mean()
+        assert miou.loc[run, "difference"] == pytest.approx(expected)
+    tables = latest_version(folds_run, "data/local/08_reporting/study/tables.md").read_text()
+    assert "folds a, b" in tables and "paired by fold and seed" in tables
+    assert "focal (one run)" in tables and "### Power" in tables
+    assert "### mIoU per seed, fold b" in tables
+    assert reporting.is_dir()
