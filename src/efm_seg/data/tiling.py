@@ -170,8 +170,9 @@ def _encode_one(
             "x": x,
             "source_height": h,
             "source_width": w,
-            "resolution_cm": resolution,  # ground size of a pixel, when georeferenced
         }
+        if resolution is not None:  # the ground size of a pixel, when georeferenced
+            row["resolution_cm"] = resolution
         row.update({f"px_{k}": v for k, v in scheme.class_pixel_counts(patch_labels).items()})
         results.append((row, EncodedSample.from_arrays(patch, patch_labels)))
     return results
