@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from efm_seg.efm import EFMLoss
+from efm_seg.evaluation.calibration import collect_logits, fit_temperature, nll
+from efm_seg.models import model_from_checkpoint
 from efm_seg.training.config import ConfigError
 from efm_seg.training.criteria import TopKCrossEntropy, build_criterion
 from tests.training.test_trainer import (
@@ -17,6 +19,7 @@ from tests.training.test_trainer import (
     make_asymmetric_store,
     make_config,
     make_trainer,
+    val_ids,
 )
 
 LOSS = {"lambda_ce": 0.7, "lambda_dice": 1.3, "label_smoothing": 0.05}
@@ -132,3 +135,11 @@ def test_a_stage_trains_with_its_criterion_and_keeps_the_chosen_epoch(
     assert checkpoint["config"]["checkpoint"] == selection
     # Validation stays eq. 6, comparable across criteria.
     assert isinstance(trainer.baseline_criterion, EFMLoss)
+    # The temperature fitted on the whole validation split, for the checkpoint's weights.
+    model = model_from_checkpoint(checkpoint).eval()
+    logits, labels = collect_logits(model, trainer.full_val_loader, "cpu", IGNORE)
+    assert len(labels) == sum(int((store.read(i)[1] != IGNORE).sum()) for i in val_ids(store))
+    assert checkpoint["temperature"] == pytest.approx(fit_temperature(logits, labels), rel=1e-4)
+    calibration = checkpoint["calibration"]
+    assert calibration["val_nll_scaled"] <= calibration["val_nll"]
+    assert calibration["val_nll"] == pytest.approx(nll(logits, labels), rel=1e-5)

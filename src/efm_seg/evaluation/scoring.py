@@ -30,6 +30,7 @@ from efm_seg.basics.provenance import run_id_of
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
 from efm_seg.data.split import data_lineage, split_ids
+from efm_seg.evaluation.calibration import CalibrationScores
 from efm_seg.evaluation.metrics import SegmentationEvaluator
 from efm_seg.evaluation.tta import predict_probs
 from efm_seg.loading import SegmentationSamples, checkpoint_normalization
@@ -127,10 +128,12 @@ def evaluate_stage(
             this checkpoint must be the one checked.
 
     Returns:
-        Overall metrics (one row per TTA setting, with the checkpoint's lineage: its run, the
-        checkpoint it started from, the data fingerprints, this run, the device and the time
-        taken), per-class metrics, and predictions for the first ``qualitative.count`` test
-        images plus the confusion matrices (tagged with the checkpoint's and this run's ids).
+        Overall metrics (one row per TTA setting: the scores, the NLL, ECE and NLL after
+        temperature scaling with the checkpoint's ``temperature``, and the checkpoint's
+        lineage: its run, the checkpoint it started from, the data fingerprints, this run, the
+        device and the time taken), per-class metrics, and predictions for the first
+        ``qualitative.count`` test images plus the confusion matrices (tagged with the
+        checkpoint's and this run's ids).
 
     Raises:
         LineageError: The checkpoint was trained on other data than the current store and split.
@@ -164,6 +167,15 @@ def evaluate_stage(
         )
         for tta in modes
     }
+    # Calibration without and with the checkpoint's temperature (1.0 before it had one).
+    temperature = float(checkpoint.get("temperature", 1.0))
+    calibrations = {
+        (tta, scaled): CalibrationScores(
+            scheme.num_classes, scheme.ignore_index, settings.calibration_bins
+        )
+        for tta in modes
+        for scaled in (False, True)
+    }
     count = settings.qualitative.count
     shown = sorted(ids)[:count]
     loader = DataLoader(
@@ -182,6 +194,9 @@ def evaluate_stage(
             for tta, evaluator in evaluators.items():
                 probs = predict_probs(model, images, tta=tta)
                 evaluator.update(probs, masks)
+                calibrations[tta, False].update(probs, masks)
+                scaled = predict_probs(model, images, tta=tta, temperature=temperature)
+                calibrations[tta, True].update(scaled, masks)
                 if tta == modes[-1] and len(predictions) < len(shown):
                     take = len(shown) - len(predictions)
                     labels = probs.argmax(dim=1)[:take].to(torch.uint8).cpu().numpy()
@@ -191,11 +206,17 @@ def evaluate_stage(
     rows, per_class, confusions = [], [], {}
     for tta, evaluator in evaluators.items():
         result = evaluator.compute()
+        plain, scaled = calibrations[tta, False].compute(), calibrations[tta, True].compute()
         rows.append(
             {
                 "stage": stage,
                 "tta": tta,
                 **result.overall,
+                "nll": plain["nll"],
+                # After temperature scaling (fitted on the validation split when trained).
+                "temperature": temperature,
+                "ece_scaled": scaled["ece"],
+                "nll_scaled": scaled["nll"],
                 "images": len(ids),
                 "checkpoint_epoch": checkpoint.get("epoch"),
                 **lineage,

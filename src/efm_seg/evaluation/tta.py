@@ -45,19 +45,27 @@ def merge_tta(outputs: torch.Tensor, batch_size: int) -> torch.Tensor:
     return total / len(FLIPS)
 
 
-def _softmax_fp32(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over classes in float32, whatever autocast is doing around the call."""
+def _softmax_fp32(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Softmax over classes in float32 (of ``logits / temperature``), whatever autocast is
+    doing around the call."""
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        return logits.float().softmax(dim=1)
+        logits = logits.float()
+        return (logits if temperature == 1.0 else logits / temperature).softmax(dim=1)
 
 
 def predict_probs(
-    model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, tta: bool
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    *,
+    tta: bool,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """Class probabilities ``(B, C, H, W)`` (float32) of a batch ``(B, C_in, H, W)``.
 
-    Without TTA: ``softmax(model(images))``. With TTA (eq. 13): one forward pass on the ``4B``
-    batch of :func:`tta_variants`, softmax, each variant flipped back, mean of the four.
+    Without TTA: ``softmax(model(images) / temperature)``. With TTA (eq. 13): one forward pass
+    on the ``4B`` batch of :func:`tta_variants`, softmax, each variant flipped back, mean of the
+    four. ``temperature`` (post-hoc temperature scaling, :mod:`efm_seg.evaluation.calibration`)
+    divides the logits; 1.0 leaves them as they are.
 
     The model must return logits ``(N, C, H', W')`` for a batch of ``N`` (a flip of the input
     should flip the output grid, as for any fully convolutional network). No gradient context is
@@ -67,6 +75,6 @@ def predict_probs(
     if images.dim() != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     if not tta:
-        return _softmax_fp32(model(images))
+        return _softmax_fp32(model(images), temperature)
     logits = model(tta_variants(images))
-    return merge_tta(_softmax_fp32(logits), images.shape[0])
+    return merge_tta(_softmax_fp32(logits, temperature), images.shape[0])

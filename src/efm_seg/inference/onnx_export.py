@@ -2,7 +2,8 @@
 
 The exported graph takes a normalised image batch ``(N, C, H, W)`` float32 (any ``N``, ``H``
 and ``W`` the architecture takes, e.g. multiples of 32) and returns class probabilities
-``(N, K, H, W)`` (the softmax is part of the graph). Its metadata follow the QGIS Deepness
+``(N, K, H, W)`` (the softmax is part of the graph, of the logits divided by the checkpoint's
+``temperature``: :mod:`efm_seg.evaluation.calibration`). Its metadata follow the QGIS Deepness
 plugin's model metadata, so that Deepness reads the classes and the tiling itself: values are
 JSON, keys ``model_type`` (``Segmentor``), ``class_names`` (output channel → class),
 ``resolution`` (cm per pixel, when known), ``tiles_size``, ``tiles_overlap`` (per cent of the
@@ -30,12 +31,15 @@ OPSET = 18
 
 
 class _Probabilities(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
+    """The model's softmax, of its logits divided by the checkpoint's temperature (post-hoc
+    temperature scaling: the same labels, calibrated confidences)."""
+
+    def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.temperature = model, float(temperature)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model(image).softmax(dim=1)
+        return (self.model(image) / self.temperature).softmax(dim=1)
 
 
 def onnx_modules():
@@ -68,6 +72,7 @@ def deepness_metadata(
         "efm_seg_bands": checkpoint.get("bands"),
         "efm_seg_stage": (checkpoint.get("lineage") or {}).get("stage", checkpoint.get("stage")),
         "efm_seg_run_id": (checkpoint.get("lineage") or {}).get("run_id"),
+        "efm_seg_temperature": float(checkpoint.get("temperature", 1.0)),
     }
     if resolution_cm is not None:
         metadata["resolution"] = float(resolution_cm)
@@ -90,7 +95,8 @@ def export_onnx(
     onnx = onnx_modules()
     spec = ModelSpec.from_dict(checkpoint["model_spec"])
     check_input_size(spec, tiles_size, tiles_size, setting="export.tiles_size")
-    model = _Probabilities(model_from_checkpoint(checkpoint)).eval()
+    temperature = float(checkpoint.get("temperature", 1.0))
+    model = _Probabilities(model_from_checkpoint(checkpoint), temperature).eval()
     example = torch.zeros(1, spec.in_channels, tiles_size, tiles_size)
     dims = {
         0: torch.export.Dim("batch"),

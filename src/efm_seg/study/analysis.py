@@ -12,15 +12,20 @@ import pandas as pd
 from scipy import stats
 
 # The study's metrics (paper §3.2 and beyond): macro mIoU, support-weighted IoU and F1 (the
-# paper's), Boundary IoU and the expected calibration error. Lower is better only for ECE.
+# paper's), Boundary IoU, and calibration: the expected calibration error and the NLL, before
+# and after temperature scaling (fitted on each cell's validation split; a calibration gain
+# counts only if it survives the scaling of both sides). Lower is better for calibration.
 METRICS: dict[str, str] = {
     "miou": "mIoU",
     "iou": "IoU (weighted)",
     "f1": "F1 (weighted)",
     "boundary_iou": "Boundary IoU",
     "ece": "ECE",
+    "ece_scaled": "ECE (T-scaled)",
+    "nll": "NLL",
+    "nll_scaled": "NLL (T-scaled)",
 }
-LOWER_IS_BETTER = frozenset({"ece"})
+LOWER_IS_BETTER = frozenset({"ece", "ece_scaled", "nll", "nll_scaled"})
 KEYS = ["arch", "run", "stage"]
 PAIR = ["fold", "seed"]
 """What pairs a run's cell with the reference's: the same fold and seed."""
@@ -33,7 +38,9 @@ def per_seed_table(scores: pd.DataFrame, tta: bool) -> pd.DataFrame:
     if "fold" not in chosen:  # scores of cells from before folds: the project's split
         chosen = chosen.assign(fold="split")
     columns = [*KEYS, *PAIR, *METRICS, "checkpoint_epoch", "checkpoint_run"]
-    return chosen[columns].sort_values([*KEYS, *PAIR], kind="stable").reset_index(drop=True)
+    # reindex: cells scored before calibration was measured have NaN there.
+    table = chosen.reindex(columns=columns)
+    return table.sort_values([*KEYS, *PAIR], kind="stable").reset_index(drop=True)
 
 
 def summary_table(per_seed: pd.DataFrame) -> pd.DataFrame:
@@ -94,6 +101,7 @@ def paired_differences(
             seeds = sorted(set(runs.index) & set(ref.index))
             for metric in METRICS:
                 diffs = [runs.at[s, metric] - ref.at[s, metric] for s in seeds]
+                diffs = [d for d in diffs if not math.isnan(d)]  # a cell not scored on it
                 if not diffs:
                     continue
                 mean, low, high = t_interval(diffs, confidence)

@@ -36,6 +36,7 @@ from efm_seg.efm import (
     entropy_map,
     fingerprint_map,
 )
+from efm_seg.evaluation.calibration import collect_logits, fit_temperature, nll
 from efm_seg.evaluation.metrics import scores_from_confusion
 from efm_seg.loading import (
     IMAGENET_MEAN,
@@ -371,6 +372,9 @@ class Trainer:
         self.val_loader = DataLoader(
             self._shard(SegmentationSamples(store, val_ids, **norm)), **loader_args
         )
+        # The whole validation split on every rank: the temperature is fitted on all of it.
+        full_val = SegmentationSamples(store, val_ids, **norm)
+        self.full_val_loader = DataLoader(full_val, **loader_args)
         self.val_count = len(val_ids)
         self.snapshot_ids = sorted(val_ids)[: config.snapshot_count]
         self.snapshot_loader = (
@@ -859,6 +863,22 @@ class Trainer:
         total, pixels = self._sum([total, pixels])  # over the ranks' shares
         return {"loss": total / max(pixels, 1), **epoch_scores(confusion.compute())}
 
+    def _fit_temperature(self, model: nn.Module) -> tuple[float, dict[str, float]]:
+        """The temperature minimising the validation NLL of ``model`` (every rank the same: the
+        whole validation split), and the NLL before and after."""
+        model.eval()
+        logits, labels = collect_logits(
+            lambda images: self._forward(model, images),
+            self.full_val_loader,
+            self.device,
+            self.ignore_index,
+        )
+        temperature = fit_temperature(logits, labels)
+        return temperature, {
+            "val_nll": nll(logits, labels),
+            "val_nll_scaled": nll(logits, labels, temperature),
+        }
+
     def _max(self, value: float) -> float:
         """The largest ``value`` over the ranks."""
         tensor = torch.tensor([value], dtype=torch.float64, device=self._comm_device)
@@ -969,6 +989,7 @@ class Trainer:
         best_model = copy.deepcopy(state.eval_model)
         best_model.load_state_dict(state.best_state)
         best = next(r for r in state.history if r["epoch"] == state.best_epoch)
+        temperature, calibration = self._fit_temperature(best_model)
         checkpoint = make_checkpoint(
             best_model,
             self.spec,
@@ -990,6 +1011,9 @@ class Trainer:
             precision={torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.amp_dtype, "fp32"),
             epochs_run=len(state.history),
             train_seconds=round(seconds, 3),
+            # Post-hoc temperature scaling, fitted on the whole validation split.
+            temperature=temperature,
+            calibration=calibration,
         )
         height, width = self.image_size
         n = len(self.snapshot_ids)

@@ -49,6 +49,7 @@ def test_the_metadata_follow_deepness_and_read_back(exported):
     assert metadata["standardization_std"] == pytest.approx(checkpoint["normalization"]["std"])
     assert metadata["efm_seg_stage"] == "finetune"
     assert metadata["efm_seg_run_id"] == checkpoint["lineage"]["run_id"]
+    assert metadata["efm_seg_temperature"] == pytest.approx(checkpoint["temperature"])
 
 
 @pytest.mark.realdata
@@ -61,7 +62,10 @@ def test_onnxruntime_gives_pytorchs_probabilities_on_a_real_dubai_image(exported
     session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
     (probabilities,) = session.run(None, {session.get_inputs()[0].name: batch.numpy()})
     with torch.no_grad():
-        expected = model_from_checkpoint(checkpoint).eval()(batch).softmax(1).numpy()
+        logits = model_from_checkpoint(checkpoint).eval()(batch)
+    # The softmax of the logits over the checkpoint's temperature (fitted on validation).
+    assert checkpoint["temperature"] != 1.0
+    expected = (logits / checkpoint["temperature"]).softmax(1).numpy()
     assert probabilities.shape == expected.shape == (1, len(checkpoint["classes"]), 256, 320)
     np.testing.assert_allclose(probabilities, expected, atol=1e-4)
 
