@@ -189,6 +189,19 @@ def test_progress_is_logged_every_ten_percent(tmp_path, caplog):
     assert "MPix/s" in lines[0] and "left" in lines[0]
 
 
+def test_skipped_nodata_windows_give_one_progress_line_for_the_tenth_they_reach(tmp_path, caplog):
+    # 6 of each band's 7 windows are nodata, skipped at once: windows 29 -> 35 of 49 passes
+    # both 60 % and 70 %, which is one line (70 %), not two saying the same.
+    scene = write_scene(tmp_path / "area.tif", 200, 200, nodata=0, mask_columns=192)
+    with caplog.at_level(logging.INFO, logger="efm_seg.inference.predict"):
+        predict_folder(tmp_path, [scene], window=32, overlap=0)
+    lines = [r.getMessage() for r in caplog.records if "windows" in r.getMessage()]
+    done = [int(line.split("(")[1].split(" of")[0]) for line in lines]
+    assert done == sorted(set(done)) and done[-1] == 49
+    percents = [int(line.split(": ")[1].split("%")[0]) for line in lines]
+    assert "60" not in [str(p) for p in percents] and 70 in percents and percents[-1] == 100
+
+
 def test_a_truncated_scene_is_refused_before_any_is_predicted(tmp_path, monkeypatch):
     good = write_scene(tmp_path / "a_first.tif", 300, 300)
     broken = write_scene(tmp_path / "b_broken.tif", 600, 600, seed=1)
