@@ -168,6 +168,9 @@ def fit_recorded(store, config: TrainConfig) -> Recording:
     if state.ema is not None:
 
         def on_ema_forward(module, args):
+            # After the last epoch: the temperature fit, on a copy of the kept weights.
+            if epoch() > config.epochs:
+                return
             if not module.training and epoch() not in recording.ema_validated:
                 weights = module.state_dict()
                 recording.ema_validated[epoch()] = {k: weights[k].clone() for k in TRACKED}

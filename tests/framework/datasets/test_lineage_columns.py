@@ -14,7 +14,11 @@ CATALOG = PROJECT_ROOT / "conf/base/catalog.yml"
 
 @pytest.mark.parametrize(
     "name",
-    ["{stage}.test_metrics", "evaluation_metrics", "study.{arch}.{seed}.{run}.{stage}.scores"],
+    [
+        "{stage}.test_metrics",
+        "evaluation_metrics",
+        "study.{arch}.{fold}.{seed}.{run}.{stage}.scores",
+    ],
 )
 def test_score_tables_keep_fingerprints_as_text(tmp_path, name):
     entry = yaml.safe_load(CATALOG.read_text())[name]
