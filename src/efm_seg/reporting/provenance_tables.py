@@ -85,6 +85,36 @@ def stages_table(stages: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def budget_table(stages: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per stage: its epochs, and the epochs behind its model in all (a stage started
+    from another's checkpoint carries that stage's too)."""
+    return pd.DataFrame(
+        [
+            {
+                "stage": stage_label(stage),
+                "started from": record.get("started_from"),
+                "epochs in the stage": record.get("epochs_run"),
+                "epochs behind the model": record.get("epochs_behind"),
+            }
+            for stage, record in stages.items()
+        ]
+    )
+
+
+def budget_sentence(stages: Mapping[str, Mapping[str, Any]]) -> str:
+    """What the stage comparison can and cannot say, given the stages' budgets."""
+    behind = {stage: record.get("epochs_behind") for stage, record in stages.items()}
+    listed = ", ".join(f"{stage_label(s)} {n}" for s, n in behind.items())
+    if len(set(behind.values())) <= 1:
+        return f"Every stage's model had the same training behind it ({listed} epochs)."
+    return (
+        f"The models compared had different amounts of training behind them ({listed} epochs): "
+        "a difference between their scores mixes the EFM with the extra training, and says "
+        "nothing about EFM on its own. `kedro run --pipelines study` compares EFM with a "
+        'baseline trained for as long (README, "study").'
+    )
+
+
 def recipe_table(stages: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """Every setting each stage trained with (the shared recipe with its overrides applied),
     as recorded in its checkpoint; ``differs`` marks the settings the stages do not share."""

@@ -9,6 +9,8 @@ from efm_seg.models import model_from_checkpoint
 from efm_seg.pipelines.training import create_stage_pipeline
 from tests.conftest import DEMO_EFM_METHOD, latest_version
 
+STAGES = ("baseline", "efm", "finetune")
+
 
 def test_stage_wiring():
     baseline = create_stage_pipeline("baseline")
@@ -91,3 +93,19 @@ def test_evaluation_and_report(demo_run):
     html = latest_version(demo_run, "data/local/08_reporting/report.html").read_text()
     assert html.count("data:image/png;base64,") == len(names)
     assert "Stage comparison" in html
+
+
+def test_the_report_says_how_much_training_is_behind_each_model(demo_run):
+    """The three stages' models had different budgets (fine-tuning continues the EFM stage):
+    the report says so beside the comparison, so that it implies no gain it does not measure."""
+    epochs = {stage: load_checkpoint(demo_run, stage)["epochs_run"] for stage in STAGES}
+    behind = {**epochs, "finetune": epochs["efm"] + epochs["finetune"]}  # efm: fresh weights
+    tables = latest_version(demo_run, "data/local/08_reporting/tables.md").read_text()
+    budget = tables.split("# Training budget")[1]
+    for stage, label in zip(STAGES, ("Baseline", "+EFM", "+EFM fine-tuning"), strict=True):
+        row = next(line for line in budget.splitlines() if line.startswith(f"| {label} "))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[-2:] == [str(epochs[stage]), str(behind[stage])], stage
+    html = latest_version(demo_run, "data/local/08_reporting/report.html").read_text()
+    assert "different amounts of training behind them" in html
+    assert "compares EFM with a baseline trained for as long" in html

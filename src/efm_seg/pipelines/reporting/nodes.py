@@ -32,7 +32,12 @@ from efm_seg.reporting import (
     to_markdown,
     training_curves,
 )
-from efm_seg.reporting.provenance_tables import provenance_tables, stages_table
+from efm_seg.reporting.provenance_tables import (
+    budget_sentence,
+    budget_table,
+    provenance_tables,
+    stages_table,
+)
 
 
 def _history_run(history: pd.DataFrame) -> str | None:
@@ -101,6 +106,7 @@ def collect_provenance(
     )
     scheme = LabelScheme.from_params(as_mapping(dataset))
     provenance_stages: dict[str, dict[str, Any]] = {}
+    behind: dict[str, int] = {}  # epochs of training behind each stage's model, in all
     for stage in STAGES:
         compared, evaluated = stages[stage]["checkpoint_run"], stages[stage]["evaluation_run"]
         found = {
@@ -132,6 +138,7 @@ def collect_provenance(
         init_run, init_stage = stages[stage]["init_run"], stages[stage]["init_stage"]
         weights = recipe.get("encoder_weights") or "random"
         row = evaluation_metrics[evaluation_metrics["stage"] == stage].iloc[0]
+        behind[stage] = int(record.get("epochs_run") or 0) + behind.get(init_stage, 0)
         provenance_stages[stage] = {
             "training_run": compared,
             "started_from": f"{init_stage} checkpoint of run {init_run}"
@@ -141,6 +148,7 @@ def collect_provenance(
             "precision": record.get("precision"),
             "image_size": record.get("image_size"),
             "epochs_run": record.get("epochs_run"),
+            "epochs_behind": behind[stage],
             "best_epoch": record.get("epoch"),
             "train_seconds": record.get("train_seconds"),
             "evaluation_run": evaluated,
@@ -199,6 +207,9 @@ def make_tables(
             to_markdown(without_tta),
             "# Per class (with TTA)",
             to_markdown(per_class),
+            "# Training budget",
+            budget_sentence(provenance["stages"]),
+            to_markdown(budget_table(provenance["stages"])),
             "# Provenance",
             f"Report run {provenance['report_run'].get('run_id')}; sample store "
             f"{provenance['data']['store']}, split {provenance['data']['split']}.",
@@ -367,6 +378,11 @@ def make_report(
             "Stage comparison (test split, without TTA)",
             "The same metrics from a single forward pass per image.",
             stage_table_no_tta,
+        ),
+        (
+            "Training budget",
+            budget_sentence(provenance["stages"]),
+            budget_table(provenance["stages"]),
         ),
         (
             "Per class (with TTA)",
