@@ -173,15 +173,15 @@ def test_predict_feeds_the_model_the_chosen_bands_normalised_as_trained(multiban
     window = {"predict.window": 32, "predict.overlap": 8}
     fed = []
 
-    real = predict_nodes.label_rows
+    real = predict_nodes.label_blocks
 
     def recording(read, height, width, *args, **kwargs):
-        fed.append(read(0, height)[0].clone())  # the whole scene, as the model is fed it
+        fed.append(read(0, height, 0, width)[0].clone())  # the whole scene, as the model is fed it
         return real(read, height, width, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(project)
-        monkeypatch.setattr(predict_nodes, "label_rows", recording)
+        monkeypatch.setattr(predict_nodes, "label_blocks", recording)
         with pytest.raises(
             ValueError, match=r"rgb.tif: 3 band\(s\), but the finetune model takes bands \[4, 1"
         ):

@@ -209,7 +209,7 @@ def test_a_truncated_scene_is_refused_before_any_is_predicted(tmp_path, monkeypa
     broken.write_bytes(data[: len(data) // 2])  # the header survives, the pixels do not
     predicted = []
     monkeypatch.setattr(
-        predict_module, "label_rows", lambda *a, **k: predicted.append(1) or iter(())
+        predict_module, "label_blocks", lambda *a, **k: predicted.append(1) or iter(())
     )
     with pytest.raises(ValueError, match=r"b_broken.tif: cannot be read to its end \(.+\)"):
         predict_scenes(
@@ -252,13 +252,13 @@ def test_an_rgb_model_trained_with_dataset_statistics_is_fed_with_them(tmp_path,
     pixels = np.random.default_rng(3).integers(0, 255, (64, 80, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
     fed = []
-    real = predict_module.label_rows
+    real = predict_module.label_blocks
 
     def recording(read, height, width, *args, **kwargs):
-        fed.append(read(0, height)[0])
+        fed.append(read(0, height, 0, width)[0])
         return real(read, height, width, *args, **kwargs)
 
-    monkeypatch.setattr(predict_module, "label_rows", recording)
+    monkeypatch.setattr(predict_module, "label_blocks", recording)
     dataset = {**IDS_DATASET, "bands": None}
     predictions = predict_scenes({"rgb": SceneFile(path)}, rgb_checkpoint, dataset, SETTINGS)
     PredictionFolderDataset(str(tmp_path / "out")).save(predictions)

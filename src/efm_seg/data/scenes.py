@@ -1,4 +1,4 @@
-"""Scenes to predict, read a band of rows at a time, and what a prediction writes.
+"""Scenes to predict, read block by block, and what a prediction writes.
 
 Scenes are PNG/JPEG (Pillow, read whole: such files cannot be read in parts) or GeoTIFF
 (rasterio, the ``geo`` extra: read in windows, so that any size fits in memory). A scene's
@@ -11,7 +11,7 @@ A prediction of the scene ``<stem>.<ext>`` is written as:
 - ``<stem>_ids.tif`` (GeoTIFF scene): the label map as the **dataset's own ids** (see
   :class:`Legend`), with the scene's CRS and transform, the output's nodata value set, the
   classes' colours as its colour table and their names as tags; a cloud-optimised GeoTIFF
-  (tiled, compressed, overviews first). Written a band of rows at a time.
+  (tiled, compressed, overviews first). Written block by block.
   ``<stem>_ids.png`` (PNG/JPEG scene): the same ids (8 or 16 bit grey).
 - ``<stem>.png``: the label map in the classes' colours, nodata transparent (a palette PNG whose
   indices are the classes' positions in ``dataset.classes``), and ``<stem>_overlay.jpg``, the
@@ -279,9 +279,12 @@ class RasterRows:
     def width(self) -> int:
         return self.source.width
 
-    def read(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Rows ``first..stop-1``: the model's bands ``(h, W, C)`` uint8 and the valid pixels."""
-        window = self._window(first, stop)
+    def read(
+        self, top: int, bottom: int, left: int, right: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows ``top..bottom-1`` and columns ``left..right-1``: the model's bands ``(h, w, C)``
+        uint8 and the valid pixels."""
+        window = rasterio_module().windows.Window(left, top, right - left, bottom - top)
         try:
             image = np.moveaxis(self.source.read(self.indexes, window=window), 0, -1)
             if self.alpha is not None:
@@ -301,9 +304,6 @@ class RasterRows:
             resampling=rasterio.enums.Resampling.average,
         )  # fmt: skip
         return np.moveaxis(image, 0, -1)
-
-    def _window(self, first: int, stop: int):
-        return rasterio_module().windows.Window(0, first, self.source.width, stop - first)
 
 
 class PictureRows:
@@ -344,8 +344,12 @@ class PictureRows:
     def width(self) -> int:
         return self.image.shape[1]
 
-    def read(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.image[first:stop], None if self.valid is None else self.valid[first:stop]
+    def read(
+        self, top: int, bottom: int, left: int, right: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows ``top..bottom-1`` and columns ``left..right-1`` (see :meth:`RasterRows.read`)."""
+        block = np.s_[top:bottom, left:right]
+        return self.image[block], None if self.valid is None else self.valid[block]
 
     def preview(self, height: int, width: int) -> np.ndarray:
         rgb = self.image[:, :, :3] if self.image.shape[2] >= 3 else self.image[:, :, :1]
@@ -438,25 +442,29 @@ def preview_shape(height: int, width: int, limit: int) -> tuple[int, int]:
 def write_label_map(
     folder: Path,
     reader,
-    rows: Iterable[tuple[int, np.ndarray, np.ndarray]],
+    blocks: Iterable[Any],
     legend: Legend,
     preview_size: int,
     overlay_alpha: float,
 ) -> tuple[list[str], AreaCounts]:
-    """Write one scene's prediction into ``folder`` as its ``rows`` come: ``(first row, labels
-    (h, W) as class positions, valid (h, W))``. Returns the files written and the counts."""
+    """Write one scene's prediction into ``folder`` as its ``blocks`` come (each with its
+    ``top`` row, ``left`` column, ``labels`` (h, w) as class positions and ``valid`` (h, w)).
+    Returns the files written and the counts."""
     name = reader.path.stem
     counts = AreaCounts(len(legend.classes))
     height, width = reader.height, reader.width
     small = preview_shape(height, width, preview_size)
     if isinstance(reader, RasterRows):
         ids_name = f"{name}_ids.tif"
-        preview_ids = _write_geotiff(folder / ids_name, reader, rows, legend, counts, small)
+        preview_ids = _write_geotiff(folder / ids_name, reader, blocks, legend, counts, small)
     else:  # a picture: held whole anyway
         ids = np.full((height, width), legend.nodata, dtype=legend.dtype)
-        for first, labels, valid in rows:
-            counts.add(labels, valid)
-            ids[first : first + len(labels)] = legend.ids_of(labels, valid)
+        for block in blocks:
+            counts.add(block.labels, block.valid)
+            rows, columns = block.labels.shape
+            ids[block.top : block.top + rows, block.left : block.left + columns] = legend.ids_of(
+                block.labels, block.valid
+            )
         ids_name = f"{name}_ids.png"
         Image.fromarray(ids).save(folder / ids_name)
         preview_ids = ids if small == (height, width) else _nearest(ids, small)
@@ -494,12 +502,12 @@ def _nearest(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _write_geotiff(
     path: Path,
     reader,
-    rows: Iterable[tuple[int, np.ndarray, np.ndarray]],
+    blocks: Iterable[Any],
     legend: Legend,
     counts: AreaCounts,
     small: tuple[int, int],
 ) -> np.ndarray:
-    """The ids GeoTIFF, written a band of rows at a time into a tiled file beside ``path``,
+    """The ids GeoTIFF, written block by block into a tiled file beside ``path``,
     then copied into a cloud-optimised GeoTIFF (GDAL's COG driver: overviews, with nearest
     resampling, before the full-resolution tiles) at ``path``. Returns its preview."""
     rasterio = rasterio_module()
@@ -524,10 +532,11 @@ def _write_geotiff(
         with rasterio.open(
             rows_file, "w", **{k: v for k, v in profile.items() if v is not None}
         ) as target:
-            for first, labels, valid in rows:
-                counts.add(labels, valid)
-                window = rasterio.windows.Window(0, first, reader.width, len(labels))
-                target.write(legend.ids_of(labels, valid), 1, window=window)
+            for block in blocks:
+                counts.add(block.labels, block.valid)
+                rows, columns = block.labels.shape
+                window = rasterio.windows.Window(block.left, block.top, columns, rows)
+                target.write(legend.ids_of(block.labels, block.valid), 1, window=window)
             colours = {i: (*c, 255) for i, c in zip(legend.ids, legend.colours, strict=True)}
             colours[legend.nodata] = (0, 0, 0, 0)
             target.write_colormap(1, colours)

@@ -2,8 +2,9 @@
 
 The checkpoint and every scene are checked first (each scene read to its end), so that a bad
 file stops the run before hours are spent on the scenes before it. Each scene is then predicted
-while its files are written, a band of rows at a time (:mod:`efm_seg.inference.streaming`): one
-scene in memory at a time, and of a GeoTIFF only the rows the sliding window still reaches.
+while its files are written, one row of crops at a time (:mod:`efm_seg.inference.streaming`):
+one scene at a time, and of a GeoTIFF only the crop being read, the probabilities of the columns
+a crop still reaches, and the rows the next row of crops shares.
 Progress is a bar on a terminal and a log line every 10 % elsewhere (Airflow task logs).
 """
 
@@ -26,7 +27,7 @@ from efm_seg.basics.devices import resolve_device
 from efm_seg.basics.mappings import as_mapping
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.scenes import Legend, Predictions, SceneFile, write_label_map
-from efm_seg.inference.streaming import LabelledRows, label_rows, window_count
+from efm_seg.inference.streaming import LabelledBlock, label_blocks, window_count
 from efm_seg.loading import checkpoint_normalization
 from efm_seg.models import ModelSpec, check_input_size, model_from_checkpoint
 from efm_seg.models.checkpoints import check_stage_checkpoint
@@ -105,9 +106,11 @@ def predict_scenes(
             with scene_file.open(bands, settings.nodata) as reader:
                 total = window_count(reader.height, reader.width, settings.window, settings.overlap)
                 with _Progress(scene_file.path.name, total, reader.height * reader.width) as done:
-                    rows = labeller.rows(reader.read, reader.height, reader.width, progress=done)
+                    blocks = labeller.blocks(
+                        reader.read, reader.height, reader.width, progress=done
+                    )
                     files, counts = write_label_map(
-                        folder, reader, ((r.first, r.labels, r.valid) for r in rows), legend,
+                        folder, reader, blocks, legend,
                         settings.preview_size, settings.overlay_alpha,
                     )  # fmt: skip
                 logger.info("%s: %d x %d predicted, %s", reader.path.name, reader.width,
@@ -173,11 +176,15 @@ def label_images(
         valid = None if settings.nodata is None else ~np.all(image == settings.nodata, axis=2)
         ids = np.full(image.shape[:2], legend.nodata, dtype=legend.dtype)
 
-        def read(first: int, stop: int, image=image, valid=valid):
-            return image[first:stop], None if valid is None else valid[first:stop]
+        def read(top: int, bottom: int, left: int, right: int, image=image, valid=valid):
+            block = np.s_[top:bottom, left:right]
+            return image[block], None if valid is None else valid[block]
 
-        for rows in labeller.rows(read, image.shape[0], image.shape[1]):
-            ids[rows.first : rows.first + len(rows.labels)] = legend.ids_of(rows.labels, rows.valid)
+        for block in labeller.blocks(read, image.shape[0], image.shape[1]):
+            height, width = block.labels.shape
+            ids[block.top : block.top + height, block.left : block.left + width] = legend.ids_of(
+                block.labels, block.valid
+            )
         labelled.append(ids)
     return labelled[0] if single else np.stack(labelled)
 
@@ -226,24 +233,25 @@ class _Labeller:
             )
         return np.ascontiguousarray(image[:, :, [band - 1 for band in self.bands]])
 
-    def rows(
+    def blocks(
         self,
-        read: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]],
+        read: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray | None]],
         height: int,
         width: int,
         progress: Callable[[int], None] | None = None,
-    ) -> Iterator[LabelledRows]:
-        """The scene's labels, a band of rows at a time (:func:`label_rows`), from ``read``:
-        rows ``first..stop-1`` as ``(h, W, C)`` uint8 and their valid pixels."""
+    ) -> Iterator[LabelledBlock]:
+        """The scene's labels, block by block (:func:`label_blocks`), from ``read``:
+        rows ``top..bottom-1`` and columns ``left..right-1`` as ``(h, w, C)`` uint8 and their
+        valid pixels."""
 
-        def normalised(first: int, stop: int):
-            image, valid = read(first, stop)
+        def normalised(top: int, bottom: int, left: int, right: int):
+            image, valid = read(top, bottom, left, right)
             # torch.tensor copies (arrays read through Pillow are read-only).
             pixels = torch.tensor(image).permute(2, 0, 1).float() / 255.0
             return (pixels - self.mean) / self.std, valid
 
         settings = self.settings
-        return label_rows(
+        return label_blocks(
             normalised, height, width, self.model, window=settings.window,
             overlap=settings.overlap, tta=settings.tta, batch_size=settings.batch_size,
             device=self.device, progress=progress,
