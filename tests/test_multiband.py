@@ -148,7 +148,7 @@ def test_checkpoints_take_the_bands_with_the_training_splits_statistics(multiban
 def test_evaluation_and_report_ran_on_the_four_band_model(multiband_run):
     project, _ = multiband_run
     metrics = pd.read_csv(latest_version(project, "data/local/08_reporting/evaluation_metrics.csv"))
-    assert set(metrics["stage"]) == {"baseline", "efm", "finetune"}
+    assert set(metrics["stage"]) == {"baseline", "efm", "finetune", "baseline_equal"}
     assert metrics["miou"].between(0, 1).all()
     figures = latest_version(project, "data/local/08_reporting/figures")
     report = figures / "qualitative.png"

@@ -17,6 +17,7 @@ from efm_seg.parameters import (
     StageOverrides,
     TrainingParams,
     describe,
+    equal_budget_overrides,
 )
 from tests.conftest import kedro_run
 
@@ -28,6 +29,10 @@ BAD_VALUES = [
     ("split.fractions.test=0.3", r"split.*sum to 1\.2"),
     ("preprocessing.size=4", r"preprocessing\.size: 4 must be an integer >= 8"),
     ("dataset.ignore_index=-3", r"dataset"),
+    (
+        "baseline_equal.overrides.epochs=7",
+        r"baseline_equal\.overrides\.epochs is set \(7\).*as many epochs as the three stages",
+    ),
 ]
 
 SCHEMA_RULES = [
@@ -131,3 +136,17 @@ def test_each_pipeline_alone_validates_the_blocks_it_reads(kedro_project, pipeli
     key, value = param.split("=")
     with pytest.raises(Exception, match=f"(?s)Parameter validation failed.*{message}"):
         kedro_run(kedro_project, [pipeline], **{key: value})
+
+
+def test_the_equal_budget_baseline_trains_the_stages_epochs_with_the_baselines_recipe():
+    training = {**VALID, "epochs": 4}
+    stages = {
+        "baseline": {"epochs": 3, "ema": {"decay": 0.5}},
+        "efm": {"efm": {"enabled": True}},  # training.epochs: 4
+        "finetune": {"epochs": 2, "init_from": "previous"},
+    }
+    assert equal_budget_overrides(training, stages, {}) == {"epochs": 9, "ema": {"decay": 0.5}}
+    own = equal_budget_overrides(training, stages, {"criterion": {"name": "focal"}})
+    assert own == {"epochs": 9, "ema": {"decay": 0.5}, "criterion": {"name": "focal"}}
+    with pytest.raises(ValueError, match=r"baseline_equal\.overrides\.epochs is set \(12\)"):
+        equal_budget_overrides(training, stages, {"epochs": 12})

@@ -11,7 +11,10 @@ from kedro.framework.startup import bootstrap_project
 
 from tests.conftest import PROJECT_ROOT
 
-GROUPED = ("ingestion", "preprocessing", "split", "baseline", "efm", "finetune", "evaluation")
+GROUPED = (
+    "ingestion", "preprocessing", "split", "baseline", "efm", "finetune", "baseline_equal",
+    "evaluation",
+)  # fmt: skip
 LAYERS = {
     "01_raw": "raw",
     "02_intermediate": "intermediate",
@@ -41,6 +44,7 @@ def test_the_training_nodes_read_alone_and_are_tagged():
         "baseline": "train_baseline",
         "efm": "train_with_efm",
         "finetune": "finetune_with_efm",
+        "baseline_equal": "train_baseline_equal",
     }
     evaluate = [n.name for n in pipelines["evaluation"].nodes]
     assert "evaluation.efm.evaluate_efm" in evaluate

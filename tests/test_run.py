@@ -70,7 +70,7 @@ def test_each_data_pipeline_runs_alone_on_the_demo(kedro_project):
 @pytest.mark.slow
 def test_default_run_goes_from_data_to_report(demo_run):
     check_outputs(demo_run, n_sources=10)
-    for stage in ("baseline", "efm", "finetune"):
+    for stage in ("baseline", "efm", "finetune", "baseline_equal"):
         assert latest_version(
             demo_run, f"data/local/06_models/{stage}/best_checkpoint.pt"
         ).is_file()

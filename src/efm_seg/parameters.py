@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from efm_seg.basics.mappings import deep_merge
-from efm_seg.basics.names import STAGES
+from efm_seg.basics.names import EQUAL_BUDGET, MODELS, STAGES
 from efm_seg.basics.windows import check_window
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.parallel import resolve_workers
@@ -91,6 +91,7 @@ def trains_on_cuda(device: str) -> bool:
 
 Device = Annotated[str, Field(description="auto | cpu | cuda | cuda:N")]
 Stage = Literal[STAGES]  # baseline | efm | finetune (efm_seg.basics.names)
+Model = Literal[MODELS]  # the stages and baseline_equal: what predict and export may use
 
 
 # -- efm_method -----------------------------------------------------------------------------
@@ -435,11 +436,38 @@ def stage_recipe(training: Any, overrides: Any) -> TrainingParams:
     return TrainingParams.model_validate(deep_merge(base, changes))
 
 
+def equal_budget_overrides(
+    training: Any, stages: Mapping[str, Any], overrides: Any
+) -> dict[str, Any]:
+    """``baseline_equal.overrides`` as trained: the baseline's overrides, for the epochs of the
+    three stages together (each stage's ``overrides.epochs``, else ``training.epochs``), then
+    what ``baseline_equal.overrides`` changes besides.
+
+    Args:
+        training: ``params:training``.
+        stages: ``params:<stage>.overrides`` of ``baseline``, ``efm`` and ``finetune``.
+        overrides: ``params:baseline_equal.overrides``; it may not set ``epochs``.
+
+    Raises:
+        ValueError: ``epochs`` is set, naming the parameter.
+    """
+    own = StageOverrides.model_validate(overrides or {}).root
+    if "epochs" in own:
+        raise ValueError(
+            f"{EQUAL_BUDGET}.overrides.epochs is set ({own['epochs']!r}), but the equal-budget "
+            "baseline trains as many epochs as the three stages together; set the stages' epochs "
+            "(<stage>.overrides.epochs) instead"
+        )
+    epochs = sum(stage_recipe(training, stages.get(stage)).epochs for stage in STAGES)
+    baseline = StageOverrides.model_validate(stages.get("baseline") or {}).root
+    return deep_merge(deep_merge(baseline, {"epochs": epochs}), own)
+
+
 # -- study ----------------------------------------------------------------------------------
 PROJECT_SPLIT = "split"
 """The study's fold when ``study.folds`` is empty: the project's own split (``split``)."""
 
-STUDY_BASELINES = ("baseline", "baseline_equal")
+STUDY_BASELINES = ("baseline", EQUAL_BUDGET)
 """The study's two baselines: the paper's baseline stage alone, and the same recipe trained for
 as many epochs as baseline + EFM + fine-tuning together (the equal-budget reference)."""
 
@@ -636,7 +664,7 @@ class EvaluationParams(Block):
 class PredictParams(Block):
     """``predict``: the checkpoint's stage and the sliding window (efm_seg.inference)."""
 
-    stage: Stage = "finetune"
+    stage: Model = "finetune"
     window: int = Field(512, ge=32)
     overlap: int = Field(64, ge=0)
     tta: bool = False
@@ -664,7 +692,7 @@ class PredictParams(Block):
 class ExportParams(Block):
     """``export``: the stage whose model is exported, and the tiling a GIS tool should use."""
 
-    stage: Stage = "finetune"
+    stage: Model = "finetune"
     tiles_size: int = Field(512, ge=32)
     tiles_overlap: int = Field(64, ge=0)
     resolution: float | None = Field(None, gt=0)  # cm per pixel of the training imagery

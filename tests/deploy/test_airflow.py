@@ -16,7 +16,8 @@ from tests.deploy.conftest import unpacked_conf
 pytestmark = pytest.mark.slow
 
 DAG = PROJECT_ROOT / "deploy/airflow/dags/efm_seg_dag.py"
-TASKS = ("ingestion", "preprocessing", "split", "baseline", "efm", "finetune", "evaluation")
+MODELS = ("baseline", "efm", "finetune", "baseline_equal")
+TASKS = ("ingestion", "preprocessing", "split", *MODELS, "evaluation")
 LOGICAL_DATE = "2026-02-01"
 VERSION = "2026-02-01T00.00.00.000Z"  # efm_seg.framework.deployment.run_version of the logical date
 
@@ -60,7 +61,7 @@ def test_the_shipped_dag_runs_every_task_as_one_run(deploy_env, tmp_path):
     versions = {p.name for p in data.glob("*/**/20*T*Z") if p.is_dir()}
     assert versions == {VERSION}
     assert (data / "08_reporting/report.html" / VERSION / "report.html").is_file()
-    for stage in ("baseline", "efm", "finetune"):
+    for stage in MODELS:
         record = data / "07_model_output" / stage / "training_record.json" / VERSION
         lineage = json.loads((record / "training_record.json").read_text())["lineage"]
         assert lineage["run_id"] == VERSION
@@ -75,6 +76,6 @@ def test_the_shipped_dag_runs_every_task_as_one_run(deploy_env, tmp_path):
     assert parent.data.tags["efm_seg.run_id"] == VERSION and parent.info.status == "FINISHED"
     assert "ingestion.images" in parent.data.params and "finetune.test_miou" in parent.data.metrics
     children = {r.data.tags["efm_seg.stage"] for r in runs if r is not parent}
-    assert children == {"baseline", "efm", "finetune"}
+    assert children == set(MODELS)
     reporting = {a.path for a in client.list_artifacts(parent.info.run_id, "reporting")}
     assert "reporting/report.html" in reporting

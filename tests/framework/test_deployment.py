@@ -20,6 +20,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io import MemoryDataset
 
+from efm_seg.basics.names import MODELS
 from efm_seg.framework.deployment import check_version, pinned_load_versions, run_step, run_version
 from tests.conftest import PROJECT_ROOT
 
@@ -83,7 +84,7 @@ def test_a_step_reads_the_versioned_outputs_of_its_run_that_other_steps_write(ke
         assert set(pinned("reporting")) == {
             "evaluation_metrics",
             "evaluation_per_class",
-            *(f"{s}.{o}" for s in ("baseline", "efm", "finetune") for o in REPORT_INPUTS),
+            *(f"{s}.{o}" for s in MODELS for o in REPORT_INPUTS),
         }
 
 
@@ -179,5 +180,5 @@ def test_gpu_tasks_go_to_the_configured_queue_and_pool(tmp_path):
     dag = (tmp_path / "dags" / SHIPPED_DAG.name).read_text()
     blocks = dag.split("@task(")[1:]
     queued = {b.split('"')[1] for b in blocks if 'queue="gpu"' in b and 'pool="gpu_slots"' in b}
-    assert queued == {"baseline", "efm", "finetune", "evaluation"}
+    assert queued == {"baseline", "efm", "finetune", "baseline_equal", "evaluation"}
     compile(dag, "dag.py", "exec")

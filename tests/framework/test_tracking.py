@@ -12,7 +12,7 @@ from efm_seg.framework.deployment import run_step
 from efm_seg.framework.hooks.tracking import epoch_metrics, flatten
 from tests.conftest import DEMO_EFM_METHOD, kedro_run, latest_version
 
-STAGES = ("baseline", "efm", "finetune")
+STAGES = ("baseline", "efm", "finetune", "baseline_equal")  # every model a run trains
 
 
 def client_of(project) -> MlflowClient:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from efm_seg.basics.names import STAGES
+from efm_seg.basics.names import MODELS
 
 DATA_KEYS = ("store", "split", "classes")
 
@@ -166,7 +166,7 @@ def check_stages(stages: Mapping[str, Mapping[str, Any]], what: str) -> None:
     ``stages`` maps a stage to its record: ``checkpoint_run``, ``init_stage``, ``init_run``,
     the data fingerprints and (optionally) ``evaluation_run`` and ``evaluation``.
     """
-    ordered = sorted(stages, key=lambda s: (STAGES.index(s) if s in STAGES else 99, s))
+    ordered = sorted(stages, key=lambda s: (MODELS.index(s) if s in MODELS else 99, s))
     if not ordered:
         return
     first = stages[ordered[0]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,6 @@ from efm_seg.basics.lineage import (
     config_fingerprint,
 )
 from efm_seg.basics.mappings import as_mapping
-from efm_seg.basics.names import STAGES
 from efm_seg.basics.provenance import run_id_of
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.samples import SampleStore
@@ -73,30 +73,30 @@ def stage_lineage(
 
 
 def check_lineage(
-    baseline_checkpoint: dict[str, Any],
-    efm_checkpoint: dict[str, Any],
-    finetune_checkpoint: dict[str, Any],
+    checkpoints: Mapping[str, dict[str, Any]],
     samples: SampleStore,
     split: pd.DataFrame,
     dataset: DatasetParams,
 ) -> dict[str, dict[str, str]]:
-    """Check, before any stage is scored, that the three checkpoints share one lineage.
+    """Check, before any model is scored, that the checkpoints share one lineage.
 
     Each must be trained on the current store, split and classes, and each stage that started
     from a previous stage's checkpoint must have started from the one compared here.
 
+    Args:
+        checkpoints: Each model's checkpoint, by name (the stages and ``baseline_equal``).
+
     Returns:
-        Each stage's lineage record (see :func:`stage_lineage`).
+        Each model's lineage record (see :func:`stage_lineage`).
 
     Raises:
         LineageError: naming the stages, their runs (= versions) and what differs.
     """
     scheme = LabelScheme.from_params(as_mapping(dataset))
     current = data_lineage(samples, split, scheme)
-    checkpoints = (baseline_checkpoint, efm_checkpoint, finetune_checkpoint)
     stages = {
         stage: stage_lineage(stage, checkpoint, current, scheme)
-        for stage, checkpoint in zip(STAGES, checkpoints, strict=True)
+        for stage, checkpoint in checkpoints.items()
     }
     check_stages(stages, "evaluation")
     return stages

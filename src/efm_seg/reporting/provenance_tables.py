@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from efm_seg.basics.names import EQUAL_BUDGET
 from efm_seg.basics.provenance import describe_commit
 from efm_seg.reporting.report import stage_label
 
@@ -107,12 +108,24 @@ def budget_sentence(stages: Mapping[str, Mapping[str, Any]]) -> str:
     listed = ", ".join(f"{stage_label(s)} {n}" for s, n in behind.items())
     if len(set(behind.values())) <= 1:
         return f"Every stage's model had the same training behind it ({listed} epochs)."
-    return (
+    sentence = (
         f"The models compared had different amounts of training behind them ({listed} epochs): "
-        "a difference between their scores mixes the EFM with the extra training, and says "
-        "nothing about EFM on its own. `kedro run --pipelines study` compares EFM with a "
-        'baseline trained for as long (README, "study").'
+        "a difference between the stages' scores mixes the EFM with the extra training, and "
+        "says nothing about EFM on its own."
     )
+    if EQUAL_BUDGET in stages:
+        sentence += (
+            f" {stage_label(EQUAL_BUDGET)} is the baseline's recipe trained for as many epochs as "
+            "the three stages together: a stage gains over plain training only where it scores "
+            "above it. One run is one seed; `kedro run --pipelines study` repeats the comparison "
+            'over seeds and folds (README, "study").'
+        )
+    else:
+        sentence += (
+            " `kedro run --pipelines study` compares EFM with a baseline trained for as long "
+            '(README, "study").'
+        )
+    return sentence
 
 
 def recipe_table(stages: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

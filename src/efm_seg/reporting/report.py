@@ -44,11 +44,13 @@ __all__ = [
     "to_markdown",
 ]
 
-#: Display names of the three training stages, in the paper's order.
+#: Display names of the three training stages, in the paper's order, then the equal-budget
+#: baseline (the reference a stage's gain is measured against).
 STAGE_LABELS: dict[str, str] = {
     "baseline": "Baseline",
     "efm": "+EFM",
     "finetune": "+EFM fine-tuning",
+    "baseline_equal": "Baseline, equal budget",
 }
 #: Stage keys in report order.
 STAGE_ORDER: tuple[str, ...] = tuple(STAGE_LABELS)

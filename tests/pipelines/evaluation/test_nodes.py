@@ -185,6 +185,7 @@ def stage_checkpoints(checkpoint, store, split, efm_run="efm-1", finetune_parent
                 store, split, "ft-1", "finetune", {"stage": "efm", "run_id": finetune_parent}
             ),
         },
+        {**checkpoint, "stage": "baseline_equal", "lineage": lineage_of(store, split, "eq-1")},
     ]
 
 
@@ -193,7 +194,15 @@ def test_check_lineage_accepts_one_lineage(store, split, checkpoint):
         *stage_checkpoints(checkpoint, store, split), store, split, DATASET_PARAMS
     )
     assert checked["finetune"]["init_run"] == "efm-1"
+    assert checked["baseline_equal"]["checkpoint_run"] == "eq-1"
     assert {record["store"] for record in checked.values()} == {store.fingerprint}
+
+
+def test_an_equal_budget_baseline_from_other_data_is_refused(store, split, checkpoint):
+    checkpoints = stage_checkpoints(checkpoint, store, split)
+    checkpoints[3]["lineage"] = {**checkpoints[3]["lineage"], "split": "0123456789abcdef"}
+    with pytest.raises(LineageError, match="baseline_equal: the checkpoint \\(run eq-1\\)"):
+        check_lineage(*checkpoints, store, split, DATASET_PARAMS)
 
 
 def test_a_finetune_from_another_efm_run_is_refused(store, split, checkpoint):

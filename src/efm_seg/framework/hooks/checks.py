@@ -4,7 +4,8 @@ Kedro validates each parameter block a pipeline reads when the session starts. T
 several blocks, or the data already on disk:
 
 - each training stage's (and study cell's) architecture takes the samples it would get
-  (``preprocessing.size``, or the store's size when preprocessing is not part of the run);
+  (``preprocessing.size``, or the store's size when preprocessing is not part of the run), and
+  the equal-budget baseline's overrides leave its epochs to the stages';
 - every ``--load-versions`` version exists, and so does everything else the run reads from
   earlier runs of its environment (the sample store, the split, a previous stage's checkpoint):
   Kedro would fail only when the node reading it runs, after earlier nodes have saved. The
@@ -19,7 +20,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
 
-from efm_seg.basics.names import TRAINING_TAG
+from efm_seg.basics.names import EQUAL_BUDGET, STAGES, TRAINING_TAG
 
 # The library (parameters, pandas, the study's grid) is imported when a check runs: every
 # `kedro` command imports the hooks, and `kedro --help` needs none of it.
@@ -37,7 +38,7 @@ class PreRunChecksHook:
 
 def stage_recipes(pipeline, catalog) -> dict[str, Any]:
     """The recipe of every training stage (or study cell) of ``pipeline``, by its namespace."""
-    from efm_seg.parameters import stage_recipe
+    from efm_seg.parameters import equal_budget_overrides, stage_recipe
     from efm_seg.study.grid import checked_cell_recipe
 
     # A training node's namespace is its stage (or study cell): baseline,
@@ -50,10 +51,18 @@ def stage_recipes(pipeline, catalog) -> dict[str, Any]:
             loaded[name] = catalog.load(f"params:{name}")
         return loaded[name]
 
+    def overrides(stage: str) -> Any:  # the equal-budget baseline's follow the stages' epochs
+        if stage != EQUAL_BUDGET:
+            return params(f"{stage}.overrides")
+        stage_overrides = {name: params(f"{name}.overrides") for name in STAGES}
+        return equal_budget_overrides(
+            params("training"), stage_overrides, params(f"{stage}.overrides")
+        )
+
     return {
         stage: checked_cell_recipe(stage, params)
         if stage.startswith("study.")
-        else stage_recipe(params("training"), params(f"{stage}.overrides"))
+        else stage_recipe(params("training"), overrides(stage))
         for stage in stages
     }
 

@@ -1,5 +1,5 @@
 """Evaluation nodes: score a checkpoint on the test split (:mod:`efm_seg.evaluation.scoring`);
-put the stages side by side."""
+put the stages and the equal-budget baseline side by side."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from efm_seg.basics.lineage import check_stage_rows
+from efm_seg.basics.names import EQUAL_BUDGET
 from efm_seg.data.samples import SampleStore
 from efm_seg.parameters import DatasetParams, EvaluationParams
 
@@ -20,15 +21,23 @@ def check_lineage(
     baseline_checkpoint: dict[str, Any],
     efm_checkpoint: dict[str, Any],
     finetune_checkpoint: dict[str, Any],
+    baseline_equal_checkpoint: dict[str, Any],
     samples: SampleStore,
     split: pd.DataFrame,
     dataset: DatasetParams,
 ) -> dict[str, dict[str, str]]:
-    """Check, before any stage is scored, that the three checkpoints share one lineage (see
+    """Check, before any model is scored, that the three stages' checkpoints and the
+    equal-budget baseline's share one lineage (see
     :func:`efm_seg.evaluation.scoring.check_lineage`)."""
     from efm_seg.evaluation.scoring import check_lineage as check
 
-    return check(baseline_checkpoint, efm_checkpoint, finetune_checkpoint, samples, split, dataset)
+    checkpoints = {
+        "baseline": baseline_checkpoint,
+        "efm": efm_checkpoint,
+        "finetune": finetune_checkpoint,
+        EQUAL_BUDGET: baseline_equal_checkpoint,
+    }
+    return check(checkpoints, samples, split, dataset)
 
 
 def stage_evaluator(stage: str):
@@ -56,7 +65,7 @@ def stage_evaluator(stage: str):
 
 
 def combine_stages(*tables: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stack the stages' overall and per-class tables (the first half are overall tables).
+    """Stack the models' overall and per-class tables (the first half are overall tables).
 
     Raises:
         LineageError: The stages do not share one lineage (``efm_seg.basics.lineage.check_stages``).

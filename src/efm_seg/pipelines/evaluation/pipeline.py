@@ -1,11 +1,11 @@
 """Evaluation pipeline, in the namespace ``evaluation``.
 
-``evaluation.check_lineage`` runs first: the three stages' checkpoints must share one lineage
-(``efm_seg.basics.lineage``), or nothing is scored. Then one node per stage
-(``evaluation.<stage>.evaluate_<stage>``) writes ``<stage>.test_metrics`` (overall scores,
-without and with TTA, with the checkpoint's lineage), ``<stage>.test_per_class`` and
-``<stage>.test_predictions``; ``evaluation.combine_stages`` puts the stages side by side in
-``evaluation_metrics`` and ``evaluation_per_class``.
+``evaluation.check_lineage`` runs first: the checkpoints of the three stages and of the
+equal-budget baseline (``baseline_equal``) must share one lineage (``efm_seg.basics.lineage``),
+or nothing is scored. Then one node per model (``evaluation.<stage>.evaluate_<stage>``) writes
+``<stage>.test_metrics`` (overall scores, without and with TTA, with the checkpoint's lineage),
+``<stage>.test_per_class`` and ``<stage>.test_predictions``; ``evaluation.combine_stages`` puts
+them side by side in ``evaluation_metrics`` and ``evaluation_per_class``.
 
 The per-stage nodes live under ``evaluation.<stage>`` rather than the training namespaces
 ``<stage>``: the lineage check sits between training and scoring, and a namespace must not be
@@ -14,7 +14,7 @@ left and re-entered along a path of the DAG (kedro-viz and Airflow group nodes b
 
 from kedro.pipeline import Node, Pipeline
 
-from efm_seg.basics.names import STAGES
+from efm_seg.basics.names import MODELS
 from efm_seg.pipelines.evaluation.nodes import check_lineage, combine_stages, stage_evaluator
 
 STAGE_OUTPUTS = ("test_metrics", "test_per_class", "test_predictions")
@@ -58,7 +58,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=check_lineage,
                 inputs={
-                    **{f"{s}_checkpoint": f"{s}.best_checkpoint" for s in STAGES},
+                    **{f"{s}_checkpoint": f"{s}.best_checkpoint" for s in MODELS},
                     "samples": "encoded_samples",
                     "split": "split",
                     "dataset": "params:dataset",
@@ -68,24 +68,24 @@ def create_pipeline(**kwargs) -> Pipeline:
             )
         ]
     )
-    per_stage = sum((create_stage_evaluation(stage) for stage in STAGES), Pipeline([]))
+    per_stage = sum((create_stage_evaluation(stage) for stage in MODELS), Pipeline([]))
     combine = Pipeline(
         [
             Node(
                 func=combine_stages,
-                inputs=[f"{s}.test_metrics" for s in STAGES]
-                + [f"{s}.test_per_class" for s in STAGES],
+                inputs=[f"{s}.test_metrics" for s in MODELS]
+                + [f"{s}.test_per_class" for s in MODELS],
                 outputs=["evaluation_metrics", "evaluation_per_class"],
                 name="combine_stages",
             )
         ]
     )
-    stage_names = {f"{s}.{name}" for s in STAGES for name in ("best_checkpoint", *STAGE_OUTPUTS)}
+    stage_names = {f"{s}.{name}" for s in MODELS for name in ("best_checkpoint", *STAGE_OUTPUTS)}
     return Pipeline(
         check + per_stage + combine,
         namespace="evaluation",
-        inputs=SHARED_INPUTS | {f"{s}.best_checkpoint" for s in STAGES},
-        outputs=(stage_names - {f"{s}.best_checkpoint" for s in STAGES})
+        inputs=SHARED_INPUTS | {f"{s}.best_checkpoint" for s in MODELS},
+        outputs=(stage_names - {f"{s}.best_checkpoint" for s in MODELS})
         | {"evaluation_metrics", "evaluation_per_class"},
         parameters=PARAMETERS,
     )

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from efm_seg.basics.lineage import LineageError, check_stage_rows, classes_fingerprint
 from efm_seg.basics.mappings import as_mapping
-from efm_seg.basics.names import STAGES
+from efm_seg.basics.names import MODELS, STAGES
 from efm_seg.basics.provenance import describe_commit
 from efm_seg.data.imagery import display_rgb
 from efm_seg.data.labels import LabelScheme
@@ -40,6 +40,11 @@ from efm_seg.reporting.provenance_tables import (
 )
 
 
+def _by_model(*values: Any) -> dict[str, Any]:
+    """The nodes' per-model inputs (in :data:`MODELS` order) by model."""
+    return dict(zip(MODELS, values, strict=True))
+
+
 def _history_run(history: pd.DataFrame) -> str | None:
     """The run that finished the stage (and saved its checkpoint): its last epoch's. A resumed
     stage's earlier epochs keep the run that trained them."""
@@ -61,15 +66,19 @@ def collect_provenance(
     baseline_record: dict[str, Any],
     efm_record: dict[str, Any],
     finetune_record: dict[str, Any],
+    baseline_equal_record: dict[str, Any],
     baseline_history: pd.DataFrame,
     efm_history: pd.DataFrame,
     finetune_history: pd.DataFrame,
+    baseline_equal_history: pd.DataFrame,
     baseline_snapshots: dict[str, np.ndarray],
     efm_snapshots: dict[str, np.ndarray],
     finetune_snapshots: dict[str, np.ndarray],
+    baseline_equal_snapshots: dict[str, np.ndarray],
     baseline_predictions: dict[str, np.ndarray],
     efm_predictions: dict[str, np.ndarray],
     finetune_predictions: dict[str, np.ndarray],
+    baseline_equal_predictions: dict[str, np.ndarray],
     samples: SampleStore,
     dataset: DatasetParams,
     run_info: dict[str, Any],
@@ -91,23 +100,23 @@ def collect_provenance(
         epochs, best epoch, durations, git commit, packages and effective recipe.
     """
     stages = check_stage_rows(evaluation_metrics, "evaluation_metrics")
-    absent = [s for s in STAGES if s not in stages]
+    absent = [s for s in MODELS if s not in stages]
     if absent:
         raise LineageError(
             f"evaluation_metrics has no rows for {absent}; run the evaluation pipeline again"
         )
-    records = dict(zip(STAGES, (baseline_record, efm_record, finetune_record), strict=True))
-    histories = dict(zip(STAGES, (baseline_history, efm_history, finetune_history), strict=True))
-    snapshots = dict(
-        zip(STAGES, (baseline_snapshots, efm_snapshots, finetune_snapshots), strict=True)
+    records = _by_model(baseline_record, efm_record, finetune_record, baseline_equal_record)
+    histories = _by_model(baseline_history, efm_history, finetune_history, baseline_equal_history)
+    snapshots = _by_model(
+        baseline_snapshots, efm_snapshots, finetune_snapshots, baseline_equal_snapshots
     )
-    predictions = dict(
-        zip(STAGES, (baseline_predictions, efm_predictions, finetune_predictions), strict=True)
+    predictions = _by_model(
+        baseline_predictions, efm_predictions, finetune_predictions, baseline_equal_predictions
     )
     scheme = LabelScheme.from_params(as_mapping(dataset))
     provenance_stages: dict[str, dict[str, Any]] = {}
     behind: dict[str, int] = {}  # epochs of training behind each stage's model, in all
-    for stage in STAGES:
+    for stage in MODELS:
         compared, evaluated = stages[stage]["checkpoint_run"], stages[stage]["evaluation_run"]
         found = {
             f"{stage}.training_record": (records[stage].get("lineage") or {}).get("run_id"),
@@ -263,12 +272,14 @@ def make_figures(
     baseline_history: pd.DataFrame,
     efm_history: pd.DataFrame,
     finetune_history: pd.DataFrame,
+    baseline_equal_history: pd.DataFrame,
     baseline_snapshots: dict[str, np.ndarray],
     efm_snapshots: dict[str, np.ndarray],
     finetune_snapshots: dict[str, np.ndarray],
     baseline_predictions: dict[str, np.ndarray],
     efm_predictions: dict[str, np.ndarray],
     finetune_predictions: dict[str, np.ndarray],
+    baseline_equal_predictions: dict[str, np.ndarray],
     per_class: pd.DataFrame,
     samples: SampleStore,
     provenance: dict[str, Any],
@@ -283,12 +294,13 @@ def make_figures(
     """
     scheme = LabelScheme.from_params(as_mapping(dataset))
     dpi = ReportingParams.model_validate(reporting).dpi
-    histories = dict(zip(STAGES, (baseline_history, efm_history, finetune_history), strict=True))
+    histories = _by_model(baseline_history, efm_history, finetune_history, baseline_equal_history)
+    # The EFM figures are the three stages' (the reference's maps say nothing of the method).
     snapshots = dict(
         zip(STAGES, (baseline_snapshots, efm_snapshots, finetune_snapshots), strict=True)
     )
-    predictions = dict(
-        zip(STAGES, (baseline_predictions, efm_predictions, finetune_predictions), strict=True)
+    predictions = _by_model(
+        baseline_predictions, efm_predictions, finetune_predictions, baseline_equal_predictions
     )
 
     best_epochs = {s: record["best_epoch"] for s, record in provenance["stages"].items()}
@@ -308,13 +320,13 @@ def make_figures(
         figures["qualitative.png"] = qualitative(
             np.stack([display_rgb(image) for image, _ in pairs]),
             np.stack([labels for _, labels in pairs]),
-            {stage: predictions[stage]["predictions"] for stage in STAGES},
+            {stage: predictions[stage]["predictions"] for stage in MODELS},
             list(scheme.classes),
             list(scheme.display_colours),
             scheme.ignore_index,
         )
     figures["per_class_iou.png"] = per_class_bars(per_class, metric="iou", tta=True)
-    for stage in STAGES:
+    for stage in MODELS:
         figures[f"{stage}_confusion.png"] = confusion_figure(
             predictions[stage]["confusion_tta_true"]
             if "confusion_tta_true" in predictions[stage]
@@ -327,7 +339,7 @@ def make_figures(
 
 def _caption(name: str) -> tuple[str, str]:
     stem = name.removesuffix(".png")
-    for stage in STAGES:
+    for stage in sorted(MODELS, key=len, reverse=True):  # baseline_equal_ before baseline_
         if stem.startswith(f"{stage}_"):
             heading, sentence = FIGURE_TEXT[stem.removeprefix(f"{stage}_")]
             return heading.format(label=STAGE_LABELS[stage]), sentence

@@ -7,7 +7,7 @@ inputs do not share one lineage is refused before anything is written.
 
 from kedro.pipeline import Node, Pipeline
 
-from efm_seg.basics.names import STAGES
+from efm_seg.basics.names import MODELS, STAGES
 from efm_seg.pipelines.reporting.nodes import (
     collect_provenance,
     make_figures,
@@ -18,10 +18,17 @@ from efm_seg.pipelines.reporting.nodes import (
 
 def create_pipeline(**kwargs) -> Pipeline:
     per_stage = {
-        **{f"{s}_record": f"{s}.training_record" for s in STAGES},
-        **{f"{s}_history": f"{s}.history" for s in STAGES},
-        **{f"{s}_snapshots": f"{s}.efm_snapshots" for s in STAGES},
-        **{f"{s}_predictions": f"{s}.test_predictions" for s in STAGES},
+        **{f"{s}_record": f"{s}.training_record" for s in MODELS},
+        **{f"{s}_history": f"{s}.history" for s in MODELS},
+        **{f"{s}_snapshots": f"{s}.efm_snapshots" for s in MODELS},
+        **{f"{s}_predictions": f"{s}.test_predictions" for s in MODELS},
+    }
+    # The figures show the EFM maps of the three stages only.
+    figure_inputs = {
+        name: dataset
+        for name, dataset in per_stage.items()
+        if not name.endswith("_record")
+        and not (name.endswith("_snapshots") and name.removesuffix("_snapshots") not in STAGES)
     }
     return Pipeline(
         [
@@ -46,7 +53,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=make_figures,
                 inputs={
-                    **{k: v for k, v in per_stage.items() if not k.endswith("_record")},
+                    **figure_inputs,
                     "per_class": "evaluation_per_class",
                     "samples": "encoded_samples",
                     "provenance": "report_provenance",

@@ -12,7 +12,12 @@ from matplotlib.figure import Figure
 from efm_seg.reporting.report import STAGE_ORDER
 
 #: One colour per stage (tab10 blue / orange / green), the same in every figure.
-STAGE_COLOURS: dict[str, str] = {"baseline": "#1f77b4", "efm": "#ff7f0e", "finetune": "#2ca02c"}
+STAGE_COLOURS: dict[str, str] = {
+    "baseline": "#1f77b4",
+    "efm": "#ff7f0e",
+    "finetune": "#2ca02c",
+    "baseline_equal": "#7f7f7f",
+}
 _EXTRA_COLOURS = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 CURVE_PANELS = (("loss", "loss"), ("iou", "IoU"), ("f1", "F1"), ("accuracy", "accuracy"))
 #: Colour of ignored pixels in the coloured masks.
