@@ -265,3 +265,22 @@ def test_an_rgb_model_trained_with_dataset_statistics_is_fed_with_them(tmp_path,
     expected = (torch.tensor(pixels).permute(2, 0, 1).float() / 255 - torch.tensor(
         stats["mean"])[:, None, None]) / torch.tensor(stats["std"])[:, None, None]  # fmt: skip
     torch.testing.assert_close(fed[0], expected)
+
+
+def test_gdals_block_cache_is_bounded_while_a_scene_is_predicted(tmp_path, monkeypatch):
+    """GDAL's default cache (5 % of the machine's memory) fills with the written map's tiles as
+    a large scene is predicted: while a GeoTIFF is read and written, it is capped to what the
+    crops need, which follows the width alone."""
+    from efm_seg.data import scenes
+
+    seen = []
+    real = scenes.RasterRows.read
+
+    def read(self, *block):
+        seen.append(rasterio.env.getenv()["GDAL_CACHEMAX"])
+        return real(self, *block)
+
+    monkeypatch.setattr(scenes.RasterRows, "read", read)
+    predict_folder(tmp_path, [write_scene(tmp_path / "area.tif", 96, 300)])
+    assert set(seen) == {scenes.gdal_cache_bytes(300)}
+    assert scenes.gdal_cache_bytes(20_000) < 80 * 2**20  # a 20,000-pixel-wide scene: < 80 MB
