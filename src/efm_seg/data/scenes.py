@@ -173,7 +173,12 @@ class SceneFile:
         info = self.probe()
         try:
             if is_geotiff(self.path):
-                with open_raster(self.path) as source:
+                # Each block is decoded once: GDAL's default cache (5 % of the machine's
+                # memory) would keep them all, the scene's whole area.
+                with (
+                    rasterio_module().Env(GDAL_CACHEMAX=gdal_cache_bytes(info.width)),
+                    open_raster(self.path) as source,
+                ):
                     for _, window in source.block_windows(1):
                         source.read(window=window)
             else:
