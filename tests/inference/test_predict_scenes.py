@@ -267,9 +267,7 @@ def test_an_rgb_model_trained_with_dataset_statistics_is_fed_with_them(tmp_path,
     torch.testing.assert_close(fed[0], expected)
 
 
-def test_gdals_block_cache_is_bounded_while_a_scene_is_checked_and_predicted(
-    tmp_path, monkeypatch
-):
+def test_gdals_block_cache_is_bounded_while_a_scene_is_checked_and_predicted(tmp_path, monkeypatch):
     """GDAL's default cache (5 % of the machine's memory) keeps every block read: checking a
     20,000² 4-band scene's blocks filled 1.2 GB of it, and predicting it fills it with the map's
     tiles. Wherever a scene's pixels are read, the cache is capped to what the crops need, which
