@@ -265,3 +265,27 @@ def test_an_rgb_model_trained_with_dataset_statistics_is_fed_with_them(tmp_path,
     expected = (torch.tensor(pixels).permute(2, 0, 1).float() / 255 - torch.tensor(
         stats["mean"])[:, None, None]) / torch.tensor(stats["std"])[:, None, None]  # fmt: skip
     torch.testing.assert_close(fed[0], expected)
+
+
+def test_gdals_block_cache_is_bounded_while_a_scene_is_checked_and_predicted(tmp_path, monkeypatch):
+    """GDAL's default cache (5 % of the machine's memory) keeps every block read: checking a
+    20,000² 4-band scene's blocks filled 1.2 GB of it, and predicting it fills it with the map's
+    tiles. Wherever a scene's pixels are read, the cache is capped to what the crops need, which
+    follows the width alone."""
+    import inspect
+
+    from efm_seg.data import scenes
+
+    caps: dict[str, set] = {}
+    real = scenes.open_raster
+
+    def recording(path, *args, **kwargs):
+        cap = rasterio.env.getenv().get("GDAL_CACHEMAX") if rasterio.env.hasenv() else None
+        caps.setdefault(inspect.stack()[1].function, set()).add(cap)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(scenes, "open_raster", recording)
+    predict_folder(tmp_path, [write_scene(tmp_path / "area.tif", 96, 300)])
+    cap = scenes.gdal_cache_bytes(300)
+    assert caps["check"] == caps["open"] == {cap}  # every block decoded; the crops read
+    assert scenes.gdal_cache_bytes(20_000) < 80 * 2**20  # a 20,000-pixel-wide scene: < 80 MB

@@ -52,7 +52,14 @@ from efm_seg.data.labels import LabelScheme, colour_hex
 PLAIN_SUFFIXES = (".png", ".jpg", ".jpeg")
 SCENE_SUFFIXES = PLAIN_SUFFIXES + GEOTIFF_SUFFIXES
 TILE = 512  # block side of the written GeoTIFFs
-GDAL_CACHE_BYTES = 256 * 2**20  # GDAL's block cache while a GeoTIFF scene is predicted
+
+
+def gdal_cache_bytes(width: int) -> int:
+    """GDAL's block cache while a GeoTIFF scene ``width`` pixels wide is predicted: the crop
+    being read, and two rows of the written map's tiles (16-bit at most), which are only complete
+    once two rows of crops are done. More would only grow with the scene, holding tiles no crop
+    needs again; less would write unfinished tiles and read them back."""
+    return 32 * 2**20 + 2 * TILE * width * 2
 
 
 # -- the legend: what the written ids mean ---------------------------------------------------------
@@ -166,7 +173,12 @@ class SceneFile:
         info = self.probe()
         try:
             if is_geotiff(self.path):
-                with open_raster(self.path) as source:
+                # Each block is decoded once: GDAL's default cache (5 % of the machine's
+                # memory) would keep them all, the scene's whole area.
+                with (
+                    rasterio_module().Env(GDAL_CACHEMAX=gdal_cache_bytes(info.width)),
+                    open_raster(self.path) as source,
+                ):
                     for _, window in source.block_windows(1):
                         source.read(window=window)
             else:
@@ -182,11 +194,9 @@ class SceneFile:
         """A reader of the scene's rows (:class:`RasterRows` or :class:`PictureRows`)."""
         if is_geotiff(self.path):
             # GDAL's block cache would otherwise grow to 5 % of the machine's memory while a
-            # large scene is read and its map written: bounded, as the rows held are.
-            with (
-                rasterio_module().Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES),
-                open_raster(self.path) as source,
-            ):
+            # large scene is read and its map written: bounded, as what the crops hold is.
+            cache = gdal_cache_bytes(self.probe().width)
+            with rasterio_module().Env(GDAL_CACHEMAX=cache), open_raster(self.path) as source:
                 yield RasterRows(self.path, source, bands, nodata)
         else:
             yield PictureRows(self.path, bands, nodata)
