@@ -11,6 +11,7 @@ from PIL import Image
 
 from efm_seg.data.scenes import Legend, Predictions, SceneFile, write_label_map
 from efm_seg.framework.datasets import PredictionFolderDataset, SceneFolderDataset
+from efm_seg.inference.streaming import LabelledBlock
 
 CLASSES = ("land", "water")
 COLOURS = ((200, 180, 140), (30, 80, 200))
@@ -22,13 +23,14 @@ def prediction(folder: Path, name: str, height: int = 8, width: int = 6):
     path = folder / f"{name}.png"
     path.parent.mkdir(exist_ok=True)
     Image.fromarray(np.full((height, width, 3), 100, np.uint8)).save(path)
-    labels = np.zeros((height, width), np.int64)
+    labels = np.zeros((height, width), np.int16)
     labels[:, : width // 2] = 1
 
     def write(into: Path) -> dict:
         with SceneFile(path).open(None) as reader:
             valid = np.ones_like(labels, dtype=bool)
-            _, counts = write_label_map(into, reader, [(0, labels, valid)], LEGEND, 0, 0.5)
+            blocks = [LabelledBlock(0, 0, labels, valid)]
+            _, counts = write_label_map(into, reader, blocks, LEGEND, 0, 0.5)
             return counts.row(path.name, reader.info, LEGEND)
 
     return write
