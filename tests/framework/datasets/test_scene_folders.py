@@ -76,11 +76,12 @@ def test_scene_folder_is_lazy_and_names_problems(tmp_path):
     assert sorted(scenes) == ["a", "deep", "palette"] and (info.height, info.width) == (9, 7)
     assert info.count == 3
     with scenes["a"].open(None) as reader:
-        assert reader.read(0, 9)[0].shape == (9, 7, 3)
+        assert reader.read(0, 9, 0, 7)[0].shape == (9, 7, 3)
+        assert reader.read(2, 5, 1, 4)[0].shape == (3, 3, 3)  # a block
     # A palette image is its colours, three bands.
     assert scenes["palette"].probe().count == 3
     with scenes["palette"].open(None) as reader:
-        assert reader.read(0, 1)[0][0, 0].tolist() == [10, 20, 30]
+        assert reader.read(0, 1, 0, 1)[0][0, 0].tolist() == [10, 20, 30]
     for read in (scenes["deep"].probe, lambda: scenes["deep"].open(None).__enter__()):
         with pytest.raises(ValueError, match=r"deep.png: is not 8 bits per band \(mode I;16\)"):
             read()
