@@ -273,7 +273,7 @@ class RawFolder:
         if info.nodata is None and not info.masked and info.alpha_band(bands) is None:
             return None
         with scene.open(bands) as reader:
-            _, valid = reader.read(0, reader.height)
+            _, valid = reader.read(0, reader.height, 0, reader.width)
         return None if valid is None else ~valid
 
 
