@@ -17,7 +17,9 @@ pytestmark = pytest.mark.slow
 
 DAG = PROJECT_ROOT / "deploy/airflow/dags/efm_seg_dag.py"
 MODELS = ("baseline", "efm", "finetune", "baseline_equal")
-TASKS = ("ingestion", "preprocessing", "split", *MODELS, "evaluation")
+# Task ids are the namespaces, slugified (baseline_equal: baseline-equal).
+TASKS = ("ingestion", "preprocessing", "split", "baseline", "efm", "finetune", "baseline-equal",
+         "evaluation")  # fmt: skip
 LOGICAL_DATE = "2026-02-01"
 VERSION = "2026-02-01T00.00.00.000Z"  # efm_seg.framework.deployment.run_version of the logical date
 

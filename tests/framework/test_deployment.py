@@ -157,6 +157,7 @@ def test_the_shipped_dag_is_what_make_airflow_dag_generates(tmp_path):
         "preprocessing",
         "split",
         "baseline",
+        "baseline-equal",
         "efm",
         "finetune",
         "evaluation",
@@ -180,5 +181,5 @@ def test_gpu_tasks_go_to_the_configured_queue_and_pool(tmp_path):
     dag = (tmp_path / "dags" / SHIPPED_DAG.name).read_text()
     blocks = dag.split("@task(")[1:]
     queued = {b.split('"')[1] for b in blocks if 'queue="gpu"' in b and 'pool="gpu_slots"' in b}
-    assert queued == {"baseline", "efm", "finetune", "baseline_equal", "evaluation"}
+    assert queued == {"baseline", "efm", "finetune", "baseline-equal", "evaluation"}
     compile(dag, "dag.py", "exec")

@@ -88,7 +88,7 @@ def test_training_curves_has_four_labelled_panels_and_a_legend():
     assert {"Baseline", "+EFM", "+EFM fine-tuning", "training", "validation"} <= set(labels)
     assert "EFM recomputed" in labels
     colours = {line.get_color() for line in fig.axes[0].get_lines()}
-    assert set(STAGE_COLOURS.values()) <= colours
+    assert {STAGE_COLOURS[stage] for stage in STAGES} <= colours
     width, height = png_size(fig)
     assert width >= 600 and height >= 400
 

@@ -57,6 +57,7 @@ def test_stage_labels():
         "baseline": "Baseline",
         "efm": "+EFM",
         "finetune": "+EFM fine-tuning",
+        "baseline_equal": "Baseline, equal budget",
     }
 
 

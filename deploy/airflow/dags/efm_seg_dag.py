@@ -88,6 +88,13 @@ def efm_seg():
         run_namespace("baseline")
 
     @task(
+        task_id="baseline-equal",
+    )
+    def baseline_equal():
+        """baseline_equal.train_baseline_equal"""
+        run_namespace("baseline_equal")
+
+    @task(
         task_id="efm",
     )
     def efm():
@@ -105,7 +112,7 @@ def efm_seg():
         task_id="evaluation",
     )
     def evaluation():
-        """evaluation.check_lineage, evaluation.baseline.evaluate_baseline, evaluation.efm.evaluate_efm, evaluation.finetune.evaluate_finetune, evaluation.combine_stages"""
+        """evaluation.check_lineage, evaluation.baseline.evaluate_baseline, evaluation.baseline_equal.evaluate_baseline_equal, evaluation.efm.evaluate_efm, evaluation.finetune.evaluate_finetune, evaluation.combine_stages"""
         run_namespace("evaluation")
 
     @task(
@@ -120,6 +127,7 @@ def efm_seg():
         "preprocessing": preprocessing(),
         "split": split(),
         "baseline": baseline(),
+        "baseline-equal": baseline_equal(),
         "efm": efm(),
         "finetune": finetune(),
         "evaluation": evaluation(),
@@ -129,6 +137,8 @@ def efm_seg():
     tasks["preprocessing"] >> tasks["split"]
     tasks["preprocessing"] >> tasks["baseline"]
     tasks["split"] >> tasks["baseline"]
+    tasks["preprocessing"] >> tasks["baseline-equal"]
+    tasks["split"] >> tasks["baseline-equal"]
     tasks["baseline"] >> tasks["efm"]
     tasks["preprocessing"] >> tasks["efm"]
     tasks["split"] >> tasks["efm"]
@@ -136,11 +146,13 @@ def efm_seg():
     tasks["preprocessing"] >> tasks["finetune"]
     tasks["split"] >> tasks["finetune"]
     tasks["baseline"] >> tasks["evaluation"]
+    tasks["baseline-equal"] >> tasks["evaluation"]
     tasks["efm"] >> tasks["evaluation"]
     tasks["finetune"] >> tasks["evaluation"]
     tasks["preprocessing"] >> tasks["evaluation"]
     tasks["split"] >> tasks["evaluation"]
     tasks["baseline"] >> tasks["reporting"]
+    tasks["baseline-equal"] >> tasks["reporting"]
     tasks["efm"] >> tasks["reporting"]
     tasks["evaluation"] >> tasks["reporting"]
     tasks["finetune"] >> tasks["reporting"]

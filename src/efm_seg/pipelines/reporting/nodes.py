@@ -272,7 +272,6 @@ def make_figures(
     baseline_history: pd.DataFrame,
     efm_history: pd.DataFrame,
     finetune_history: pd.DataFrame,
-    baseline_equal_history: pd.DataFrame,
     baseline_snapshots: dict[str, np.ndarray],
     efm_snapshots: dict[str, np.ndarray],
     finetune_snapshots: dict[str, np.ndarray],
@@ -294,8 +293,8 @@ def make_figures(
     """
     scheme = LabelScheme.from_params(as_mapping(dataset))
     dpi = ReportingParams.model_validate(reporting).dpi
-    histories = _by_model(baseline_history, efm_history, finetune_history, baseline_equal_history)
-    # The EFM figures are the three stages' (the reference's maps say nothing of the method).
+    # The curves and EFM figures are the three stages' (the reference is a run of its own).
+    histories = dict(zip(STAGES, (baseline_history, efm_history, finetune_history), strict=True))
     snapshots = dict(
         zip(STAGES, (baseline_snapshots, efm_snapshots, finetune_snapshots), strict=True)
     )

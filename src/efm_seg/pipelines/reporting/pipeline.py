@@ -23,12 +23,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         **{f"{s}_snapshots": f"{s}.efm_snapshots" for s in MODELS},
         **{f"{s}_predictions": f"{s}.test_predictions" for s in MODELS},
     }
-    # The figures show the EFM maps of the three stages only.
+    # The figures show every model's predictions, and the curves and EFM maps of the stages.
     figure_inputs = {
         name: dataset
         for name, dataset in per_stage.items()
-        if not name.endswith("_record")
-        and not (name.endswith("_snapshots") and name.removesuffix("_snapshots") not in STAGES)
+        if name.endswith("_predictions")
+        or (name.rsplit("_", 1)[0] in STAGES and "_record" not in name)
     }
     return Pipeline(
         [
