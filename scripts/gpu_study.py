@@ -32,7 +32,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "gpu_study"
-STUDY_FILES = ("per_seed.csv", "summary.csv", "paired.csv", "tables.md", "ablation.png")
+STUDY_FILES = (
+    "per_seed.csv",
+    "summary.csv",
+    "paired.csv",
+    "convergence.csv",
+    "tables.md",
+    "ablation.png",
+)
 TINY = {
     "preprocessing": {"size": 64},
     "training": {

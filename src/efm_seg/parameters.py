@@ -484,6 +484,21 @@ class StudyEpochs(Block):
         return self.baseline + self.efm + self.finetune
 
 
+class StudyConvergence(Block):
+    """``study.convergence``: when the equal-budget reference counts as trained to a plateau.
+
+    A comparison at an equal budget means little if the reference was still improving when it
+    stopped. A fold **fails** when its reference runs gained, on average over their seeds,
+    ``tolerance`` validation IoU or more over their last ``last_fraction`` of epochs; the study
+    **has converged** when at most ``failing_folds`` folds fail. Reported, never enforced: the
+    study's tables say which folds fail, and the log warns.
+    """
+
+    last_fraction: float = Field(0.2, gt=0, lt=1)
+    tolerance: float = Field(0.005, ge=0)
+    failing_folds: int = Field(0, ge=0)
+
+
 class StudyVariant(Block):
     """One variant of ``study.variants``: what it changes against the paper's recipe.
 
@@ -535,7 +550,9 @@ class StudyParams(Block):
     tile out; without folds the study trains and scores on the project's ``split`` (the fold
     ``split``). ``overrides``
     changes the paper's stage recipes for the whole study (e.g. an earlier EFM start when the
-    epochs are shortened); ``confidence`` is the level of the paired differences' intervals.
+    epochs are shortened); ``confidence`` is the level of the paired differences' intervals;
+    ``convergence`` is the rule by which the reference counts as trained to a plateau
+    (:class:`StudyConvergence`).
     """
 
     architectures: list[str] = Field(min_length=1)
@@ -546,6 +563,7 @@ class StudyParams(Block):
     overrides: dict[Stage, dict[str, Any]] = Field(default_factory=dict)
     tta: bool = True
     confidence: float = Field(0.95, gt=0, lt=1)
+    convergence: StudyConvergence = Field(default_factory=StudyConvergence)
 
     @field_validator("architectures")
     @classmethod

@@ -100,3 +100,19 @@ def test_runs_are_compared_fold_and_seed_by_fold_and_seed(folds_run: Path):
     assert "focal (one run)" in tables and "### Power" in tables
     assert "### mIoU per seed, fold b" in tables
     assert reporting.is_dir()
+
+
+def test_the_reference_runs_convergence_is_judged_from_their_histories(folds_run: Path):
+    table = pd.read_csv(
+        latest_version(folds_run, "data/local/08_reporting/study/convergence.csv")
+    ).set_index("fold")
+    assert sorted(table.index) == ["a", "b"] and set(table["seed"]) == {1}
+    for fold in FOLDS:
+        path = f"data/local/07_model_output/study/FPN/{fold}/seed1/baseline_equal/baseline"
+        history = pd.read_csv(latest_version(folds_run, f"{path}/history.csv"))
+        val_iou = history.set_index("epoch")["val_iou"]
+        assert table.loc[fold, "epochs"] == 3 and table.loc[fold, "from_epoch"] == 2
+        assert table.loc[fold, "gain"] == pytest.approx(val_iou[3] - val_iou[2])
+        assert table.loc[fold, "fold_fails"] == (val_iou[3] - val_iou[2] >= 0.005)
+    tables = latest_version(folds_run, "data/local/08_reporting/study/tables.md").read_text()
+    assert "### Has the reference converged?" in tables

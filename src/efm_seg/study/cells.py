@@ -93,7 +93,11 @@ def scored_runs(scores: pd.DataFrame) -> dict[str, str]:
 
 def summary_settings(study: StudyParams) -> dict[str, Any]:
     """The study settings that change a summary of the same cells."""
-    return {"tta": study.tta, "confidence": study.confidence}
+    return {
+        "tta": study.tta,
+        "confidence": study.confidence,
+        "convergence": study.convergence.model_dump(),
+    }
 
 
 def some(names: list[str], shown: int = 3) -> str:

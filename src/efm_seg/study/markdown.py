@@ -35,9 +35,14 @@ def _interval(row: pd.Series) -> str:
 
 
 def study_markdown(
-    study: StudyParams, summary: pd.DataFrame, paired: pd.DataFrame, per_seed: pd.DataFrame
+    study: StudyParams,
+    summary: pd.DataFrame,
+    paired: pd.DataFrame,
+    per_seed: pd.DataFrame,
+    convergence: pd.DataFrame | None = None,
 ) -> str:
-    """The study's tables, one section per architecture."""
+    """The study's tables, one section per architecture (with the reference's convergence
+    first, when its validation curves are given)."""
     epochs = study.epochs
     lines = [
         "# EFM study",
@@ -79,7 +84,10 @@ def study_markdown(
                 "seeds": rows["seeds"].to_list(),
             }
         )
-        lines += [f"## {arch}", "", "### Mean ± std over seeds", "", to_markdown(table)]
+        lines += [f"## {arch}", ""]
+        if convergence is not None:
+            lines += _convergence_section(convergence[convergence["arch"] == arch], study)
+        lines += ["### Mean ± std over seeds", "", to_markdown(table)]
         diffs = paired[paired["arch"] == arch]
         if not diffs.empty:
             wide = diffs.assign(
@@ -105,6 +113,46 @@ def study_markdown(
             title = "### mIoU per seed" + ("" if fold == "split" else f", fold {fold}")
             lines += [title, "", to_markdown(by_seed, index=True)]
     return "\n".join(lines)
+
+
+def _convergence_section(table: pd.DataFrame, study: StudyParams) -> list[str]:
+    """Whether the equal-budget reference had stopped improving, fold by fold."""
+    if table.empty:
+        return []
+    rule = study.convergence
+    folds = table.drop_duplicates("fold").set_index("fold")
+    failing = list(folds.index[folds["fold_fails"].astype(bool)])
+    verdict = (
+        f"**Not converged: {len(failing)} of {len(folds)} folds' reference runs were still "
+        f"improving** ({', '.join(failing)}), more than the {rule.failing_folds} allowed. "
+        "A longer budget could change the comparison below: lengthen `study.epochs` before "
+        "drawing an answer."
+        if len(failing) > rule.failing_folds
+        else f"Converged: {len(failing)} of {len(folds)} folds fail"
+        + (f" ({', '.join(failing)})" if failing else "")
+        + f", {rule.failing_folds} allowed."
+    )
+    shown = pd.DataFrame(
+        {
+            "epochs": folds["epochs"].astype(int),
+            "from epoch": folds["from_epoch"].astype(int),
+            "mean gain": folds["fold_gain"].map(lambda v: f"{v:+.4f}"),
+            "fails": folds["fold_fails"].map(lambda v: "yes" if v else "no"),
+        }
+    )
+    shown.index.name = "fold"
+    return [
+        "### Has the reference converged?",
+        "",
+        f"The equal-budget baseline's validation IoU gained over its last "
+        f"{rule.last_fraction:.0%} of epochs, averaged over its seeds; a fold fails at "
+        f"{rule.tolerance} or more (`study.convergence`). Validation only: no test score is read.",
+        "",
+        to_markdown(shown, index=True),
+        "",
+        verdict,
+        "",
+    ]
 
 
 POWERED = ("miou", "boundary_iou")

@@ -4,6 +4,7 @@ against the equal-budget baseline, figure and Markdown)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,8 @@ from efm_seg.basics.mappings import as_mapping
 from efm_seg.parameters import EFMMethodParams, StageOverrides, StudyParams, TrainingParams
 from efm_seg.study.analysis import METRICS, paired_differences, per_seed_table, summary_table
 from efm_seg.study.cells import check_cells, lineage_as_text, scored_runs, summary_settings
-from efm_seg.study.grid import REFERENCE
+from efm_seg.study.convergence import convergence_table, failing_folds, has_converged
+from efm_seg.study.grid import REFERENCE, Cell
 from efm_seg.study.markdown import study_markdown
 from efm_seg.study.plot import ablation_figure
 
@@ -29,12 +31,18 @@ def summarize(
     efm_overrides: StageOverrides,
     finetune_overrides: StageOverrides,
     *cell_scores: pd.DataFrame,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure, dict[str, Any]]:
+    reference_histories: Mapping[Cell, pd.DataFrame],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure, dict[str, Any]]:
     """Put the study's cells together.
+
+    ``reference_histories`` are the equal-budget baseline's training histories, one per
+    architecture, fold and seed: whether it had converged is judged from them
+    (``study.convergence``) and reported, and a study that has not converged is warned about.
 
     Returns:
         The per-seed scores, mean ± std per run and stage, the paired differences against the
         equal-budget baseline (``baseline_equal``) with their confidence intervals, the
+        reference's convergence (:func:`~efm_seg.study.convergence.convergence_table`), the
         Markdown tables, the ablation figure, and the record of the cells summarized
         (``{"cells": {cell name: run id of its scored checkpoint}}``, see
         :func:`efm_seg.framework.hooks.study_grid.refresh_stale_summary`).
@@ -54,6 +62,16 @@ def summarize(
     per_seed = per_seed_table(scores, tta=study.tta)
     summary = summary_table(per_seed)
     paired = paired_differences(per_seed, REFERENCE, "baseline", study.confidence)
+    convergence = convergence_table(reference_histories, study.convergence)
+    if not has_converged(convergence, study.convergence):
+        logger.warning(
+            "the equal-budget baseline was still improving when it stopped on %s (more than "
+            "the %d failing folds study.convergence allows): lengthen study.epochs before "
+            "drawing an answer from this study",
+            "; ".join(f"{arch}: {', '.join(folds)}" for arch, folds in
+                      failing_folds(convergence).items() if folds),
+            study.convergence.failing_folds,
+        )  # fmt: skip
     for (arch, run, stage), row in summary.set_index(["arch", "run", "stage"]).iterrows():
         logger.info(
             "study %s %s/%s over %d seeds: %s",
@@ -67,7 +85,8 @@ def summarize(
         per_seed,
         summary,
         paired,
-        study_markdown(study, summary, paired, per_seed),
+        convergence,
+        study_markdown(study, summary, paired, per_seed, convergence),
         ablation_figure(paired, study),
         {"cells": scored_runs(scores), "settings": summary_settings(study)},
     )

@@ -18,7 +18,7 @@ from efm_seg.parameters import (
     StudyParams,
     TrainingParams,
 )
-from efm_seg.study.grid import Cell, cell_recipe, recipe_fingerprint
+from efm_seg.study.grid import REFERENCE, Cell, cell_recipe, cells, recipe_fingerprint
 from efm_seg.training.resume import StateFile
 
 
@@ -124,13 +124,25 @@ def summarize_study(
     baseline_overrides: StageOverrides,
     efm_overrides: StageOverrides,
     finetune_overrides: StageOverrides,
-    *cell_scores: pd.DataFrame,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure, dict[str, Any]]:
-    """Put the study's cells together (see :func:`efm_seg.study.summary.summarize`)."""
+    *histories_then_scores: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure, dict[str, Any]]:
+    """Put the study's cells together (see :func:`efm_seg.study.summary.summarize`).
+
+    ``histories_then_scores``: the reference cells' histories (:func:`reference_cells`, in its
+    order), then every cell's scores.
+    """
     # scipy (the intervals): imported when the node runs, not when the CLI starts.
     from efm_seg.study.summary import summarize
 
+    references = reference_cells(study)
+    histories = dict(zip(references, histories_then_scores[: len(references)], strict=True))
     return summarize(
         study, training, efm_method, baseline_overrides, efm_overrides, finetune_overrides,
-        *cell_scores,
+        *histories_then_scores[len(references) :],
+        reference_histories=histories,
     )  # fmt: skip
+
+
+def reference_cells(study: StudyParams) -> list[Cell]:
+    """The equal-budget baseline's cells, one per architecture, fold and seed, in grid order."""
+    return [cell for cell in cells(study) if cell.run == REFERENCE]

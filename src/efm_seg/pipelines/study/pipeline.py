@@ -9,7 +9,7 @@ under its own namespace; the catalog's ``study.{arch}.{fold}.{seed}.{run}.{stage
 give every cell its versioned checkpoint, history, resumable state and scores. The fold
 ``split`` is the project's split; each of ``study.folds`` gets its own (``study.folds.<fold>.
 split``, made from ``encoded_index``). ``study.summarize`` compares the runs across folds and
-seeds.
+seeds, and judges from the equal-budget baseline's histories whether it had converged.
 
 The grid comes from the running session's configuration
 (:mod:`efm_seg.framework.hooks.study_grid`).
@@ -30,6 +30,7 @@ from efm_seg.pipelines.study.nodes import (
     cell_evaluator,
     cell_trainer,
     fold_splitter,
+    reference_cells,
     summarize_study,
 )
 from efm_seg.study.grid import Cell, cells, fold_split
@@ -49,6 +50,7 @@ OUTPUTS = [
     "study.per_seed",
     "study.summary",
     "study.paired",
+    "study.convergence",
     "study.tables",
     "study.figure",
     "study.cells",
@@ -136,6 +138,7 @@ def create_pipeline(study: Mapping[str, Any] | None = None, **kwargs) -> Pipelin
             "params:baseline.overrides",
             "params:efm.overrides",
             "params:finetune.overrides",
+            *(f"{cell.name}.history" for cell in reference_cells(study)),
             *(f"{cell.name}.scores" for cell in grid),
         ],
         outputs=OUTPUTS,
