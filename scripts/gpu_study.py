@@ -36,6 +36,7 @@ STUDY_FILES = (
     "per_seed.csv",
     "summary.csv",
     "paired.csv",
+    "per_fold.csv",
     "convergence.csv",
     "tables.md",
     "ablation.png",

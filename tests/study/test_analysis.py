@@ -11,6 +11,7 @@ from efm_seg.study.analysis import (
     METRICS,
     detectable_difference,
     paired_differences,
+    per_fold_differences,
     summary_table,
 )
 
@@ -97,3 +98,24 @@ def test_summary_is_mean_and_sample_std_per_run_and_stage():
     assert row["miou_mean"] == pytest.approx(0.6)
     assert row["miou_std"] == pytest.approx(0.1)
     assert row["seeds"] == 3
+
+
+def test_per_fold_differences_pair_by_fold_and_seed_and_average_within_the_fold():
+    ref = {("a", 1): 0.50, ("a", 2): 0.60, ("b", 1): 0.30, ("b", 2): 0.40, ("c", 1): 0.2}
+    run = {("b", 2): 0.46, ("a", 2): 0.61, ("b", 1): 0.31, ("a", 1): 0.55}  # no fold c
+    rows = [
+        {"arch": "FPN", "run": name, "stage": stage, "fold": fold, "seed": seed}
+        | dict.fromkeys(METRICS, value)
+        for name, stage, values in (("ohem", "baseline", run), ("baseline_equal", "baseline", ref))
+        for (fold, seed), value in values.items()
+    ]
+    rows[1]["boundary_iou"] = float("nan")  # fold a seed 2 not scored on Boundary IoU
+    table = per_fold_differences(pd.DataFrame(rows), "baseline_equal", "baseline")
+    miou = table[table["metric"] == "miou"].set_index("fold")
+    assert sorted(miou.index) == ["a", "b"]  # fold c has no pair
+    assert miou.loc["a", "difference"] == pytest.approx((0.05 + 0.01) / 2)
+    assert miou.loc["b", "difference"] == pytest.approx((0.01 + 0.06) / 2)
+    assert (miou["seeds"] == 2).all() and set(table["run"]) == {"ohem"}
+    boundary = table[table["metric"] == "boundary_iou"].set_index("fold")
+    assert boundary.loc["a", "seeds"] == 1
+    assert boundary.loc["a", "difference"] == pytest.approx(0.05)

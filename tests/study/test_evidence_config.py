@@ -41,4 +41,10 @@ def test_the_grid_is_leave_one_tile_out_with_the_one_run_and_alternative_losses(
         2 + len(one_run) + 2 * (len(study.variants) - len(one_run))
     )
     raw = yaml.safe_load((CONF / "evidence/parameters_study.yml").read_text())
-    assert raw["study"]["epochs"] == {"baseline": 40, "efm": 40, "finetune": 10}
+    # 135 epochs in one run: the length the plateau pilot chose (docs/study/2026-12-06-evidence).
+    assert raw["study"]["epochs"] == {"baseline": 60, "efm": 60, "finetune": 15}
+    assert study.convergence.model_dump() == {
+        "last_fraction": 0.2,
+        "tolerance": 0.005,
+        "failing_folds": 2,
+    }  # the pre-registered plateau rule

@@ -116,3 +116,16 @@ def test_the_reference_runs_convergence_is_judged_from_their_histories(folds_run
         assert table.loc[fold, "fold_fails"] == (val_iou[3] - val_iou[2] >= 0.005)
     tables = latest_version(folds_run, "data/local/08_reporting/study/tables.md").read_text()
     assert "### Has the reference converged?" in tables
+
+
+def test_the_differences_are_also_given_fold_by_fold(folds_run: Path):
+    reporting = "data/local/08_reporting/study"
+    per_seed = pd.read_csv(latest_version(folds_run, f"{reporting}/per_seed.csv"))
+    per_fold = pd.read_csv(latest_version(folds_run, f"{reporting}/per_fold.csv"))
+    miou = per_seed.set_index(["run", "stage", "fold"])["miou"]
+    for row in per_fold[per_fold["metric"] == "miou"].itertuples():
+        reference = miou[("baseline_equal", "baseline", row.fold)]
+        assert row.difference == pytest.approx(miou[(row.run, row.stage, row.fold)] - reference)
+    assert len(per_fold[per_fold["metric"] == "miou"]) == 3 * 2  # three runs, two folds
+    tables = latest_version(folds_run, f"{reporting}/tables.md").read_text()
+    assert "### mIoU difference per fold (mean over its seeds)" in tables

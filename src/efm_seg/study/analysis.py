@@ -126,6 +126,43 @@ def paired_differences(
     return pd.DataFrame(rows)
 
 
+def per_fold_differences(
+    per_seed: pd.DataFrame, reference: str, reference_stage: str
+) -> pd.DataFrame:
+    """Each run's and stage's difference from the reference, fold by fold: the mean over the
+    fold's seeds of the paired differences (paired by fold and seed, as
+    :func:`paired_differences`), so that an effect carried by one area shows as such.
+
+    Returns:
+        One row per architecture, run, stage, fold and metric: ``difference`` and ``seeds``
+        (the pairs in that fold).
+    """
+    rows = []
+    for arch, group in per_seed.groupby("arch", sort=False):
+        ref = _by_pair(group[(group["run"] == reference) & (group["stage"] == reference_stage)])
+        for (run, stage), entries in group.groupby(["run", "stage"], sort=False):
+            if run == reference:
+                continue
+            runs = _by_pair(entries)
+            pairs = sorted(set(runs.index) & set(ref.index))
+            for fold in dict.fromkeys(f for f, _ in pairs):
+                in_fold = [pair for pair in pairs if pair[0] == fold]
+                for metric in METRICS:
+                    diffs = [runs.at[p, metric] - ref.at[p, metric] for p in in_fold]
+                    diffs = [d for d in diffs if not math.isnan(d)]
+                    if diffs:
+                        rows.append(
+                            {
+                                "arch": arch, "run": run, "stage": stage, "fold": fold,
+                                "metric": metric, "difference": float(np.mean(diffs)),
+                                "seeds": len(diffs),
+                            }
+                        )  # fmt: skip
+    return pd.DataFrame(
+        rows, columns=["arch", "run", "stage", "fold", "metric", "difference", "seeds"]
+    )
+
+
 def _by_pair(rows: pd.DataFrame) -> pd.DataFrame:
     rows = rows if "fold" in rows else rows.assign(fold="split")
     return rows.set_index(PAIR)

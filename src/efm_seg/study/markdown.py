@@ -40,9 +40,11 @@ def study_markdown(
     paired: pd.DataFrame,
     per_seed: pd.DataFrame,
     convergence: pd.DataFrame | None = None,
+    per_fold: pd.DataFrame | None = None,
 ) -> str:
     """The study's tables, one section per architecture (with the reference's convergence
-    first, when its validation curves are given)."""
+    first, when its validation curves are given, and the differences fold by fold when the
+    study has folds and ``per_fold`` is given)."""
     epochs = study.epochs
     lines = [
         "# EFM study",
@@ -103,6 +105,8 @@ def study_markdown(
             lines += ["### Paired difference against the equal-budget baseline", ""]
             lines += [to_markdown(wide, index=True)]
             lines += ["", *_power_section(diffs, study.confidence, order)]
+            if per_fold is not None and study.folds:
+                lines += _per_fold_section(per_fold[per_fold["arch"] == arch], order)
         seeds = per_seed[per_seed["arch"] == arch].assign(
             label=lambda f: [run_label(r, s) for r, s in zip(f["run"], f["stage"], strict=True)]
         )
@@ -157,6 +161,28 @@ def _convergence_section(table: pd.DataFrame, study: StudyParams) -> list[str]:
 
 POWERED = ("miou", "boundary_iou")
 """The metrics whose power the tables report: the two the study's question is about."""
+
+
+def _per_fold_section(per_fold: pd.DataFrame, order: list[str]) -> list[str]:
+    """mIoU and Boundary IoU differences against the reference, one column per fold."""
+    lines = []
+    for metric in POWERED:
+        rows = per_fold[per_fold["metric"] == metric]
+        if rows.empty:
+            continue
+        wide = rows.assign(
+            label=[run_label(r, s) for r, s in zip(rows["run"], rows["stage"], strict=True)]
+        ).pivot(index="label", columns="fold", values="difference")
+        wide = wide.reindex([label for label in order if label in wide.index])
+        wide = wide[list(dict.fromkeys(rows["fold"]))]
+        wide.index.name = "run − equal-budget baseline"
+        lines += [
+            f"### {METRICS[metric]} difference per fold (mean over its seeds)",
+            "",
+            to_markdown(wide.map(lambda v: "n/a" if pd.isna(v) else f"{v:+.4f}"), index=True),
+            "",
+        ]
+    return lines
 
 
 def _power_section(diffs: pd.DataFrame, confidence: float, order: list[str]) -> list[str]:

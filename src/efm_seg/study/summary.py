@@ -13,7 +13,13 @@ from matplotlib.figure import Figure
 
 from efm_seg.basics.mappings import as_mapping
 from efm_seg.parameters import EFMMethodParams, StageOverrides, StudyParams, TrainingParams
-from efm_seg.study.analysis import METRICS, paired_differences, per_seed_table, summary_table
+from efm_seg.study.analysis import (
+    METRICS,
+    paired_differences,
+    per_fold_differences,
+    per_seed_table,
+    summary_table,
+)
 from efm_seg.study.cells import check_cells, lineage_as_text, scored_runs, summary_settings
 from efm_seg.study.convergence import convergence_table, failing_folds, has_converged
 from efm_seg.study.grid import REFERENCE, Cell
@@ -32,7 +38,16 @@ def summarize(
     finetune_overrides: StageOverrides,
     *cell_scores: pd.DataFrame,
     reference_histories: Mapping[Cell, pd.DataFrame],
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure, dict[str, Any]]:
+) -> tuple[
+    pd.DataFrame,
+    pd.DataFrame,
+    pd.DataFrame,
+    pd.DataFrame,
+    pd.DataFrame,
+    str,
+    Figure,
+    dict[str, Any],
+]:
     """Put the study's cells together.
 
     ``reference_histories`` are the equal-budget baseline's training histories, one per
@@ -41,8 +56,9 @@ def summarize(
 
     Returns:
         The per-seed scores, mean ± std per run and stage, the paired differences against the
-        equal-budget baseline (``baseline_equal``) with their confidence intervals, the
-        reference's convergence (:func:`~efm_seg.study.convergence.convergence_table`), the
+        equal-budget baseline (``baseline_equal``) with their confidence intervals, the same
+        differences fold by fold (mean over each fold's seeds), the reference's convergence
+        (:func:`~efm_seg.study.convergence.convergence_table`), the
         Markdown tables, the ablation figure, and the record of the cells summarized
         (``{"cells": {cell name: run id of its scored checkpoint}}``, see
         :func:`efm_seg.framework.hooks.study_grid.refresh_stale_summary`).
@@ -62,6 +78,7 @@ def summarize(
     per_seed = per_seed_table(scores, tta=study.tta)
     summary = summary_table(per_seed)
     paired = paired_differences(per_seed, REFERENCE, "baseline", study.confidence)
+    per_fold = per_fold_differences(per_seed, REFERENCE, "baseline")
     convergence = convergence_table(reference_histories, study.convergence)
     if not has_converged(convergence, study.convergence):
         logger.warning(
@@ -85,8 +102,9 @@ def summarize(
         per_seed,
         summary,
         paired,
+        per_fold,
         convergence,
-        study_markdown(study, summary, paired, per_seed, convergence),
+        study_markdown(study, summary, paired, per_seed, convergence, per_fold),
         ablation_figure(paired, study),
         {"cells": scored_runs(scores), "settings": summary_settings(study)},
     )

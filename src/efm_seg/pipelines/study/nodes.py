@@ -125,7 +125,16 @@ def summarize_study(
     efm_overrides: StageOverrides,
     finetune_overrides: StageOverrides,
     *histories_then_scores: pd.DataFrame,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure, dict[str, Any]]:
+) -> tuple[
+    pd.DataFrame,
+    pd.DataFrame,
+    pd.DataFrame,
+    pd.DataFrame,
+    pd.DataFrame,
+    str,
+    Figure,
+    dict[str, Any],
+]:
     """Put the study's cells together (see :func:`efm_seg.study.summary.summarize`).
 
     ``histories_then_scores``: the reference cells' histories (:func:`reference_cells`, in its

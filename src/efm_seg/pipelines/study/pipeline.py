@@ -50,6 +50,7 @@ OUTPUTS = [
     "study.per_seed",
     "study.summary",
     "study.paired",
+    "study.per_fold",
     "study.convergence",
     "study.tables",
     "study.figure",
