@@ -695,6 +695,9 @@ class PredictParams(Block):
     # The previews (<stem>.png, <stem>_overlay.jpg) at most this many pixels on their longer
     # side: a GeoTIFF's full-resolution map is its <stem>_ids.tif (0: previews at full size).
     preview_size: int = Field(4096, ge=0)
+    # Also write each pixel's confidence (<stem>_confidence.tif or .png): the top class's
+    # probability after the checkpoint's temperature scaling, in percent (255: nodata).
+    confidence: bool = False
 
     @field_validator("device")
     @classmethod

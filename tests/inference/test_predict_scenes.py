@@ -178,6 +178,60 @@ def test_the_geotiff_has_overviews_and_previews_are_bounded(tmp_path):
     assert max(Image.open(out / "wide_overlay.jpg").size) == 256
 
 
+def test_a_confidence_map_is_the_temperature_scaled_top_probability(tmp_path, checkpoint):
+    """``predict.confidence``: a georeferenced percent map beside the ids, nodata where they
+    have none, from the checkpoint's temperature."""
+    scene = write_scene(tmp_path / "area.tif", 150, 130, nodata=0, mask_columns=40)
+    CHECKPOINT[:] = [{**checkpoint, "temperature": 2.0}]
+    out = predict_folder(tmp_path, [scene], confidence=True)
+    with rasterio.open(out / "area_confidence.tif") as written:
+        percent = written.read(1)
+        assert written.crs.to_string() == CRS and written.transform == TRANSFORM
+        assert written.dtypes[0] == "uint8" and written.nodata == 255
+        assert written.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert written.tags(1)["UNITS"] == "percent"
+    with rasterio.open(out / "area_ids.tif") as written:
+        ids = written.read(1)
+    np.testing.assert_array_equal(percent == 255, ids == 0)  # nodata where the ids have none
+    with rasterio.open(scene) as source:
+        bands = source.read([4, 1, 2, 3]).astype(np.float32) / 255
+    model = predict_module.model_from_checkpoint(checkpoint).eval()
+    probs = sliding_window_probs(
+        model, (torch.tensor(bands) - 0.5) / 0.25, window=64, overlap=16, batch_size=3
+    ).double()  # no crop is all nodata here (40 of 130 columns), so the blend is the same
+    expected = np.rint((probs.log() / 2.0).softmax(0).amax(0).numpy() * 100)
+    valid = ids != 0
+    assert np.abs(percent[valid].astype(int) - expected[valid]).max() <= 1  # rounding only
+    assert (percent[valid] >= 100 / 3 - 1).all() and (percent[valid] <= 100).all()
+    CHECKPOINT[:] = [checkpoint]  # temperature 1.0: sharper, so more confident
+    sharp = predict_folder(tmp_path / "t1", [scene], confidence=True)
+    with rasterio.open(sharp / "area_confidence.tif") as written:
+        assert written.read(1)[valid].mean() > percent[valid].mean()
+    assert not (predict_folder(tmp_path / "off", [scene]) / "area_confidence.tif").exists()
+
+
+def test_a_picture_gets_a_confidence_png_with_its_alpha_as_nodata(tmp_path):
+    torch.manual_seed(0)
+    spec = ModelSpec("FPN", "mobilenet_v2", num_classes=3, in_channels=3)
+    rgb_checkpoint = make_checkpoint(
+        build_model(spec).eval(), spec, classes=["building", "land", "road"], stage="finetune",
+        lineage={"stage": "finetune", "run_id": "run-c"},
+    )  # fmt: skip
+    pixels = np.random.default_rng(4).integers(0, 255, (70, 90, 4), dtype=np.uint8)
+    pixels[:, :, 3] = 255
+    pixels[:, :25, 3] = 0  # transparent: nodata
+    Image.fromarray(pixels, mode="RGBA").save(tmp_path / "pic.png")
+    settings = {**SETTINGS, "confidence": True}
+    dataset = {**IDS_DATASET, "bands": None}
+    predictions = predict_scenes(
+        {"pic": SceneFile(tmp_path / "pic.png")}, rgb_checkpoint, dataset, settings
+    )
+    PredictionFolderDataset(str(tmp_path / "out")).save(predictions)
+    percent = np.asarray(Image.open(tmp_path / "out/pic_confidence.png"))
+    assert percent.shape == (70, 90) and percent.dtype == np.uint8
+    assert (percent[:, :25] == 255).all() and (percent[:, 25:] <= 100).all()
+
+
 def test_progress_is_logged_every_ten_percent(tmp_path, caplog):
     scene = write_scene(tmp_path / "area.tif", 200, 200)
     with caplog.at_level(logging.INFO, logger="efm_seg.inference.predict"):
@@ -288,4 +342,4 @@ def test_gdals_block_cache_is_bounded_while_a_scene_is_checked_and_predicted(tmp
     predict_folder(tmp_path, [write_scene(tmp_path / "area.tif", 96, 300)])
     cap = scenes.gdal_cache_bytes(300)
     assert caps["check"] == caps["open"] == {cap}  # every block decoded; the crops read
-    assert scenes.gdal_cache_bytes(20_000) < 80 * 2**20  # a 20,000-pixel-wide scene: < 80 MB
+    assert scenes.gdal_cache_bytes(20_000) < 100 * 2**20  # a 20,000-pixel-wide scene: < 100 MB

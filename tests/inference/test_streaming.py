@@ -119,3 +119,52 @@ def test_reads_are_one_crop_at_most_and_progress_counts_every_window():
         seen[top:bottom, left:right] = True
     assert seen.all()
     assert sum(done) == window_count(height, width, window, overlap) == len(reads)
+
+
+def streamed_confidence(image, **settings):
+    """The confidence of every pixel of ``image`` through :func:`label_blocks`."""
+    _, height, width = image.shape
+    confidence = np.full((height, width), np.nan, dtype=np.float32)
+    for block in label_blocks(
+        lambda t, b, left, r: (image[:, t:b, left:r], None), height, width,
+        ContextNet().eval(), **settings,
+    ):  # fmt: skip
+        assert block.confidence.dtype == np.float32
+        rows, columns = block.labels.shape
+        confidence[block.top : block.top + rows, block.left : block.left + columns] = (
+            block.confidence
+        )
+    return confidence
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.5, 0.5])
+def test_confidence_is_the_temperature_scaled_top_probability_of_the_blend(temperature):
+    image = torch.rand(3, 150, 130)
+    settings = {"window": 64, "overlap": 16, "batch_size": 3}
+    confidence = streamed_confidence(image, temperature=temperature, **settings)
+    probs = sliding_window_probs(ContextNet().eval(), image, **settings).double()
+    scaled = (probs.log() / temperature).softmax(0).amax(0).numpy()
+    np.testing.assert_allclose(confidence, scaled, rtol=1e-5, atol=1e-6)
+    if temperature == 1.0:  # the blend's own top probability
+        np.testing.assert_allclose(confidence, probs.amax(0).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_one_crop_without_tta_is_the_models_calibrated_softmax():
+    image = torch.rand(3, 64, 64)
+    confidence = streamed_confidence(image, window=64, overlap=0, temperature=3.0)
+    with torch.no_grad():
+        logits = ContextNet().eval()(image[None])[0]
+    expected = (logits / 3.0).softmax(0).amax(0).numpy()
+    np.testing.assert_allclose(confidence, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_no_confidence_unless_asked_and_a_bad_temperature_is_refused():
+    image = torch.rand(3, 64, 64)
+    blocks = list(
+        label_blocks(lambda t, b, left, r: (image[:, t:b, left:r], None), 64, 64,
+                     ContextNet().eval(), window=64, overlap=0)
+    )  # fmt: skip
+    assert all(block.confidence is None for block in blocks)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        next(label_blocks(lambda *a: None, 64, 64, ContextNet(), window=64, overlap=0,
+                          temperature=0.0))  # fmt: skip

@@ -13,6 +13,9 @@ A prediction of the scene ``<stem>.<ext>`` is written as:
   classes' colours as its colour table and their names as tags; a cloud-optimised GeoTIFF
   (tiled, compressed, overviews first). Written block by block.
   ``<stem>_ids.png`` (PNG/JPEG scene): the same ids (8 or 16 bit grey).
+- ``<stem>_confidence.tif`` (or ``.png``), with ``predict.confidence``: each pixel's confidence,
+  the top class's probability after the checkpoint's temperature scaling, in percent (0-100,
+  ``uint8``), 255 where there is no data; georeferenced as the ids.
 - ``<stem>.png``: the label map in the classes' colours, nodata transparent (a palette PNG whose
   indices are the classes' positions in ``dataset.classes``), and ``<stem>_overlay.jpg``, the
   colours blended over the scene's first three bands. Both at most ``predict.preview_size``
@@ -56,10 +59,11 @@ TILE = 512  # block side of the written GeoTIFFs
 
 def gdal_cache_bytes(width: int) -> int:
     """GDAL's block cache while a GeoTIFF scene ``width`` pixels wide is predicted: the crop
-    being read, and two rows of the written map's tiles (16-bit at most), which are only complete
-    once two rows of crops are done. More would only grow with the scene, holding tiles no crop
-    needs again; less would write unfinished tiles and read them back."""
-    return 32 * 2**20 + 2 * TILE * width * 2
+    being read, and two rows of the written maps' tiles (16-bit ids, and 8-bit confidence when
+    asked for), which are only complete once two rows of crops are done. More would only grow
+    with the scene, holding tiles no crop needs again; less would write unfinished tiles and read
+    them back."""
+    return 32 * 2**20 + 2 * TILE * width * (2 + 1)
 
 
 # -- the legend: what the written ids mean ---------------------------------------------------------
@@ -456,28 +460,40 @@ def write_label_map(
     legend: Legend,
     preview_size: int,
     overlay_alpha: float,
+    confidence: bool = False,
 ) -> tuple[list[str], AreaCounts]:
     """Write one scene's prediction into ``folder`` as its ``blocks`` come (each with its
-    ``top`` row, ``left`` column, ``labels`` (h, w) as class positions and ``valid`` (h, w)).
-    Returns the files written and the counts."""
+    ``top`` row, ``left`` column, ``labels`` (h, w) as class positions, ``valid`` (h, w) and,
+    with ``confidence``, its ``confidence`` (h, w) in [0, 1]). Returns the files written and
+    the counts."""
     name = reader.path.stem
     counts = AreaCounts(len(legend.classes))
     height, width = reader.height, reader.width
     small = preview_shape(height, width, preview_size)
+    written = []
     if isinstance(reader, RasterRows):
         ids_name = f"{name}_ids.tif"
-        preview_ids = _write_geotiff(folder / ids_name, reader, blocks, legend, counts, small)
+        confidence_path = folder / f"{name}_confidence.tif" if confidence else None
+        preview_ids = _write_geotiff(
+            folder / ids_name, reader, blocks, legend, counts, small, confidence_path
+        )
     else:  # a picture: held whole anyway
         ids = np.full((height, width), legend.nodata, dtype=legend.dtype)
+        percent = np.full((height, width), CONFIDENCE_NODATA, np.uint8) if confidence else None
         for block in blocks:
             counts.add(block.labels, block.valid)
             rows, columns = block.labels.shape
-            ids[block.top : block.top + rows, block.left : block.left + columns] = legend.ids_of(
-                block.labels, block.valid
-            )
+            where = np.s_[block.top : block.top + rows, block.left : block.left + columns]
+            ids[where] = legend.ids_of(block.labels, block.valid)
+            if percent is not None:
+                percent[where] = confidence_percent(block.confidence, block.valid)
         ids_name = f"{name}_ids.png"
         Image.fromarray(ids).save(folder / ids_name)
+        if percent is not None:
+            Image.fromarray(percent, mode="L").save(folder / f"{name}_confidence.png")
         preview_ids = ids if small == (height, width) else _nearest(ids, small)
+    if confidence:
+        written.append(f"{name}_confidence.{'tif' if isinstance(reader, RasterRows) else 'png'}")
     positions = _positions(preview_ids, legend)
     palette = np.zeros((256, 3), dtype=np.uint8)
     palette[: len(legend.colours)] = legend.colours
@@ -493,7 +509,19 @@ def write_label_map(
     Image.fromarray(blended.round().astype(np.uint8)).save(
         folder / f"{name}_overlay.jpg", quality=90
     )
-    return [f"{name}.png", ids_name, f"{name}_overlay.jpg"], counts
+    return [f"{name}.png", ids_name, *written, f"{name}_overlay.jpg"], counts
+
+
+CONFIDENCE_NODATA = 255
+"""The confidence maps' value where there is no data (confidence itself is 0-100)."""
+
+
+def confidence_percent(confidence: np.ndarray | None, valid: np.ndarray) -> np.ndarray:
+    """A block's confidence in [0, 1] as whole percent (``uint8``), nodata where not valid."""
+    if confidence is None:
+        raise ValueError("a confidence map was asked for, but the blocks carry no confidence")
+    percent = np.rint(np.clip(confidence, 0.0, 1.0) * 100).astype(np.uint8)
+    return np.where(valid, percent, np.uint8(CONFIDENCE_NODATA))
 
 
 def _positions(ids: np.ndarray, legend: Legend) -> np.ndarray:
@@ -516,10 +544,12 @@ def _write_geotiff(
     legend: Legend,
     counts: AreaCounts,
     small: tuple[int, int],
+    confidence_path: Path | None = None,
 ) -> np.ndarray:
     """The ids GeoTIFF, written block by block into a tiled file beside ``path``,
     then copied into a cloud-optimised GeoTIFF (GDAL's COG driver: overviews, with nearest
-    resampling, before the full-resolution tiles) at ``path``. Returns its preview."""
+    resampling, before the full-resolution tiles) at ``path``; the confidence GeoTIFF the same
+    way at ``confidence_path`` when given (overviews averaged). Returns the ids' preview."""
     rasterio = rasterio_module()
     geo = reader.info.geo or {}
     profile = {
@@ -538,26 +568,48 @@ def _write_geotiff(
         "BIGTIFF": "IF_SAFER",
     }
     rows_file = path.with_name(f".{path.stem}.rows.tif")
+    confidence_rows = (
+        None if confidence_path is None else path.with_name(f".{confidence_path.stem}.rows.tif")
+    )
     try:
-        with rasterio.open(
-            rows_file, "w", **{k: v for k, v in profile.items() if v is not None}
-        ) as target:
+        with contextlib.ExitStack() as files:
+            options = {k: v for k, v in profile.items() if v is not None}
+            target = files.enter_context(rasterio.open(rows_file, "w", **options))
+            confidence = None
+            if confidence_rows is not None:
+                options |= {"dtype": "uint8", "nodata": CONFIDENCE_NODATA}
+                confidence = files.enter_context(rasterio.open(confidence_rows, "w", **options))
             for block in blocks:
                 counts.add(block.labels, block.valid)
                 rows, columns = block.labels.shape
                 window = rasterio.windows.Window(block.left, block.top, columns, rows)
                 target.write(legend.ids_of(block.labels, block.valid), 1, window=window)
+                if confidence is not None:
+                    percent = confidence_percent(block.confidence, block.valid)
+                    confidence.write(percent, 1, window=window)
             colours = {i: (*c, 255) for i, c in zip(legend.ids, legend.colours, strict=True)}
             colours[legend.nodata] = (0, 0, 0, 0)
             target.write_colormap(1, colours)
             target.set_band_description(1, "class ids (legend.csv)")
             names = {f"CLASS_{i}": n for i, n in zip(legend.ids, legend.classes, strict=True)}
             target.update_tags(1, NODATA=str(legend.nodata), **names)
+            if confidence is not None:
+                confidence.set_band_description(
+                    1, "confidence: top class probability after temperature scaling, percent"
+                )
+                confidence.update_tags(1, UNITS="percent", NODATA=str(CONFIDENCE_NODATA))
         rasterio.shutil.copy(
             rows_file, path, driver="COG", COMPRESS="DEFLATE", BLOCKSIZE=TILE,
             OVERVIEW_RESAMPLING="NEAREST", BIGTIFF="IF_SAFER",
         )  # fmt: skip
+        if confidence_rows is not None:
+            rasterio.shutil.copy(
+                confidence_rows, confidence_path, driver="COG", COMPRESS="DEFLATE",
+                BLOCKSIZE=TILE, OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER",
+            )  # fmt: skip
     finally:
         rows_file.unlink(missing_ok=True)
+        if confidence_rows is not None:
+            confidence_rows.unlink(missing_ok=True)
     with open_raster(path) as written:
         return written.read(1, out_shape=small, resampling=rasterio.enums.Resampling.nearest)

@@ -50,7 +50,8 @@ def predict_scenes(
         checkpoint: ``predict.checkpoint``: the best checkpoint of ``predict.stage``.
         dataset: ``params:dataset``: its classes must be the checkpoint's.
         predict: ``params:predict``: stage, window, overlap, TTA, batch size, device, nodata,
-            preview size.
+            preview size, and whether a confidence map is written (scaled by the checkpoint's
+            ``temperature``).
 
     Raises:
         ValueError: The checkpoint is another stage's or has other classes than the
@@ -110,8 +111,8 @@ def predict_scenes(
                         reader.read, reader.height, reader.width, progress=done
                     )
                     files, counts = write_label_map(
-                        folder, reader, blocks, legend,
-                        settings.preview_size, settings.overlay_alpha,
+                        folder, reader, blocks, legend, settings.preview_size,
+                        settings.overlay_alpha, confidence=settings.confidence,
                     )  # fmt: skip
                 logger.info("%s: %d x %d predicted, %s", reader.path.name, reader.width,
                             reader.height, ", ".join(files))  # fmt: skip
@@ -200,6 +201,7 @@ class _Labeller:
     std: torch.Tensor
     device: torch.device
     settings: PredictParams
+    temperature: float  # post-hoc temperature scaling, fitted when the checkpoint was made
 
     @classmethod
     def of(cls, checkpoint: Mapping[str, Any], settings: PredictParams) -> _Labeller:
@@ -216,6 +218,7 @@ class _Labeller:
             std=torch.tensor(normalization["std"], dtype=torch.float32)[:, None, None],
             device=device,
             settings=settings,
+            temperature=float(checkpoint.get("temperature", 1.0)),
         )
 
     def take_bands(self, image: np.ndarray) -> np.ndarray:
@@ -242,7 +245,8 @@ class _Labeller:
     ) -> Iterator[LabelledBlock]:
         """The scene's labels, block by block (:func:`label_blocks`), from ``read``:
         rows ``top..bottom-1`` and columns ``left..right-1`` as ``(h, w, C)`` uint8 and their
-        valid pixels."""
+        valid pixels; with ``predict.confidence``, each block's temperature-scaled confidence
+        too."""
 
         def normalised(top: int, bottom: int, left: int, right: int):
             image, valid = read(top, bottom, left, right)
@@ -255,6 +259,7 @@ class _Labeller:
             normalised, height, width, self.model, window=settings.window,
             overlap=settings.overlap, tta=settings.tta, batch_size=settings.batch_size,
             device=self.device, progress=progress,
+            temperature=self.temperature if settings.confidence else None,
         )  # fmt: skip
 
 

@@ -10,6 +10,11 @@ What is yielded is labels, two bytes a pixel. So memory is set by the window, th
 weakly, the scene's width (a few MB per 10,000 columns), never by its area.
 
 Crops made only of nodata pixels are not predicted: the pixels they alone cover get no label.
+
+With a ``temperature``, each block also carries its pixels' confidence: the top class's
+probability after post-hoc temperature scaling of the blended probabilities,
+``max softmax(log p / T)``. It leaves the labels as they are; where one crop alone covers a
+pixel without TTA it is exactly the checkpoint's calibrated ``max softmax(logits / T)``.
 """
 
 from __future__ import annotations
@@ -36,13 +41,15 @@ LABEL_DTYPE = np.int16  # class positions: up to 32,767 classes, two bytes a pix
 @dataclass(frozen=True)
 class LabelledBlock:
     """A block of a scene from row ``top`` and column ``left``: the label of each pixel (the
-    argmax of its blended probabilities, as ``int16`` class positions) and whether it is valid
-    (the scene has data there, and a crop predicted it)."""
+    argmax of its blended probabilities, as ``int16`` class positions), whether it is valid
+    (the scene has data there, and a crop predicted it) and, when asked for, the top class's
+    temperature-scaled probability (see the module docstring)."""
 
     top: int
     left: int
     labels: np.ndarray  # (h, w) int16
     valid: np.ndarray  # (h, w) bool
+    confidence: np.ndarray | None = None  # (h, w) float32 in [0, 1]
 
 
 def window_count(height: int, width: int, window: int, overlap: int) -> int:
@@ -85,6 +92,7 @@ def label_blocks(
     batch_size: int = 4,
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
+    temperature: float | None = None,
 ) -> Iterator[LabelledBlock]:
     """The scene's labels, block by block: left to right along a row of crops (a block for each
     step of the crops), then the next row of crops.
@@ -98,8 +106,12 @@ def label_blocks(
         batch_size: Crops per forward pass (×4 with TTA).
         device: Where the model runs.
         progress: Called with the number of crops done (predicted or skipped) after each batch.
+        temperature: When given, each block carries its confidence, scaled by this temperature
+            (the checkpoint's ``temperature``; 1.0: the blended probabilities as they are).
     """
     check_window(window, overlap)
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     padded_h, padded_w = max(height, window), max(width, window)
     columns = window_starts(padded_w, window, window - overlap)
     weights = blend_weights(window, overlap)
@@ -109,7 +121,7 @@ def label_blocks(
         below = groups[index + 1][0] if index + 1 < len(groups) else padded_h
         row = _RowOfCrops(
             read, tops, below, height, width, padded_w, shared, model, window=window,
-            weights=weights, tta=tta, device=device,
+            weights=weights, tta=tta, device=device, temperature=temperature,
         )  # fmt: skip
         yield from row.label(columns, batch_size=batch_size, progress=progress)
         shared = row.shared
@@ -127,9 +139,10 @@ class _RowOfCrops:
     def __init__(
         self, read: ReadBlock, tops: list[int], below: int, height: int, width: int,
         padded_w: int, above: _Shared, model, *, window: int, weights: torch.Tensor, tta: bool,
-        device,
+        device, temperature: float | None = None,
     ) -> None:  # fmt: skip
         self.read, self.tops, self.top, self.model = read, tops, tops[0], model
+        self.temperature = temperature
         self.window, self.weights, self.tta, self.device = window, weights, tta, device
         self.height, self.width, self.padded_w = height, width, padded_w
         self.span = tops[-1] + window - self.top  # the buffer's rows
@@ -231,12 +244,17 @@ class _RowOfCrops:
         if inside and rows:
             covered = weight_sum[:rows, :inside]
             valid = (covered > 0).numpy() & self.has_data[:rows, :inside]
+            confidence = None
             if self.total is None:  # no crop predicted yet
                 labels = np.zeros((rows, inside), dtype=LABEL_DTYPE)
+                if self.temperature is not None:
+                    confidence = np.zeros((rows, inside), dtype=np.float32)
             else:
                 probs = self.total[:, :rows, :inside] / covered.clamp_min(1e-12)
                 labels = probs.argmax(0).numpy().astype(LABEL_DTYPE)
-            yield LabelledBlock(self.top, left, labels, valid)
+                if self.temperature is not None:
+                    confidence = top_probability(probs, self.temperature)
+            yield LabelledBlock(self.top, left, labels, valid, confidence)
         if self.handed_on:
             below = self.span - self.handed_on
             self.shared.weight_sum[:, left:stop] = weight_sum[below:]
@@ -251,6 +269,14 @@ class _RowOfCrops:
         if self.total is not None:
             self.total = self.total[:, :, count:]
         self.left = stop
+
+
+def top_probability(probs: torch.Tensor, temperature: float) -> np.ndarray:
+    """The top class's probability ``(h, w)`` after temperature scaling of probabilities
+    ``(K, h, w)``: ``max softmax(log p / T)`` (for one crop's ``softmax(logits)``, exactly
+    ``max softmax(logits / T)``)."""
+    scaled = (probs.clamp_min(1e-12).log() / temperature).softmax(dim=0)
+    return scaled.amax(dim=0).numpy().astype(np.float32)
 
 
 def _pad(image: torch.Tensor, window: int) -> torch.Tensor:

@@ -72,6 +72,26 @@ def test_every_scene_gets_its_label_map_ids_overlay_and_areas(demo_copy):
     assert classes.loc["area.tif"].sum() == pytest.approx(96 * 130 * 0.25)
 
 
+def test_confidence_maps_are_written_when_asked_for(demo_copy):
+    """``--params predict.confidence=true``: beside each scene's ids, its confidence in percent
+    (the trained checkpoint's temperature applied), georeferenced for the GeoTIFF."""
+    scenes = write_scenes(demo_copy / "scenes", np.random.default_rng(1))
+    kedro_run(
+        demo_copy, ["predict"], predict_root=str(scenes), **WINDOW,
+        **{"predict.confidence": "true"},
+    )  # fmt: skip
+    out = latest_version(demo_copy, "data/local/07_model_output/predict/predictions")
+    names = {p.name for p in out.iterdir()}
+    assert {"area_confidence.tif", "big_confidence.png", "small_confidence.png"} <= names
+    with rasterio.open(out / "area_confidence.tif") as geo:
+        assert geo.crs.to_string() == CRS and geo.transform == TRANSFORM
+        percent = geo.read(1)
+    # Every pixel has data: somewhere between a uniform guess over the classes and certainty.
+    classes = len(pd.read_csv(out / "legend.csv")) - 1
+    assert percent.min() >= np.floor(100 / classes) and percent.max() <= 100
+    assert np.asarray(Image.open(out / "big_confidence.png")).shape == (150, 200)
+
+
 @pytest.mark.parametrize(
     ("make_bad", "message"),
     [
