@@ -6,6 +6,10 @@ model through the predict pipeline's code (``predict_scenes`` and the prediction
 fresh process per scene so that its peak RSS is its own. Target: peak RSS flat beyond 5k (no
 larger scene over 10 % above the 5k scene's peak) and under 3 GB at 20k² on the 2-core machine.
 
+With ``--confidence``, each scene is also predicted with ``predict.confidence`` (the
+temperature-scaled confidence map written beside the ids), in its own process, and the time and
+peak ratios of that run to the plain one are reported.
+
 Throughput (scene MPix/s) is reported against the model's own forward-pass rate (crop MPix/s,
 measured in the same run): with ``overlap`` the crops cover each pixel ``(window / stride)²``
 times, so the ideal ratio is ``(stride / window)²`` (0.77 for 512 / 64).
@@ -127,6 +131,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--confidence", action="store_true", help="also time predict.confidence")
     parser.add_argument("--json")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -137,7 +142,8 @@ def main() -> None:
     if args.child:
         kind, *paths = args.child
         if kind == "predict":
-            child_predict(Path(paths[0]), Path(paths[1]), Path(paths[2]), settings)
+            confidence = {"confidence": paths[3:] == ["confidence"]}
+            child_predict(Path(paths[0]), Path(paths[1]), Path(paths[2]), settings | confidence)
         elif kind == "forward":
             child_forward(Path(paths[0]), settings)
         elif kind == "checkpoint":
@@ -173,6 +179,20 @@ def main() -> None:
                 "peak_rss_mib": round(peak, 1),
             }
             run["ratio_to_forward"] = round(run["scene_mpix_per_s"] / forward["crop_mpix_per_s"], 3)
+            if args.confidence:
+                with_map, with_peak = run_child(
+                    [*common, "--child", "predict", str(scene), str(checkpoint),
+                     str(folder / f"conf{side}"), "confidence"]
+                )  # fmt: skip
+                run["confidence_seconds"] = round(with_map["seconds"], 1)
+                run["confidence_peak_rss_mib"] = round(with_peak, 1)
+                run["confidence_time_ratio"] = round(with_map["seconds"] / result["seconds"], 3)
+                run["confidence_peak_ratio"] = round(with_peak / peak, 3)
+                print(
+                    f"        with the confidence map: {run['confidence_time_ratio']:.3f}× the "
+                    f"time, {run['confidence_peak_ratio']:.3f}× the peak",
+                    flush=True,
+                )
             runs.append(run)
             print(
                 f"{side:>6}²  {run['seconds']:8.1f} s  {run['scene_mpix_per_s']:6.3f} MPix/s "
