@@ -178,7 +178,7 @@ def test_the_geotiff_has_overviews_and_previews_are_bounded(tmp_path):
     assert max(Image.open(out / "wide_overlay.jpg").size) == 256
 
 
-def test_a_confidence_map_is_the_temperature_scaled_top_probability(tmp_path, checkpoint):
+def test_a_confidence_map_is_the_temperature_scaled_top_probability(tmp_path, checkpoint, caplog):
     """``predict.confidence``: a georeferenced percent map beside the ids, nodata where they
     have none, from the checkpoint's temperature."""
     scene = write_scene(tmp_path / "area.tif", 150, 130, nodata=0, mask_columns=40)
@@ -208,6 +208,10 @@ def test_a_confidence_map_is_the_temperature_scaled_top_probability(tmp_path, ch
     with rasterio.open(sharp / "area_confidence.tif") as written:
         assert written.read(1)[valid].mean() > percent[valid].mean()
     assert not (predict_folder(tmp_path / "off", [scene]) / "area_confidence.tif").exists()
+    CHECKPOINT[:] = [{k: v for k, v in checkpoint.items() if k != "temperature"}]
+    with caplog.at_level(logging.WARNING, logger="efm_seg.inference.predict"):
+        predict_folder(tmp_path / "old", [scene], confidence=True)
+    assert "has no temperature" in caplog.text
 
 
 def test_a_picture_gets_a_confidence_png_with_its_alpha_as_nodata(tmp_path):

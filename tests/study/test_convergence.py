@@ -82,10 +82,22 @@ def test_architectures_are_judged_apart():
 
 
 def test_a_history_written_again_after_a_resume_counts_its_last_rows():
-    curve = rising(10, 0.2, 0.0, 8)
-    resumed = pd.concat([curve, history({9: 0.5, 10: 0.2})])  # epochs 9-10 trained again
+    first = rising(10, 0.2, 0.3, 8)  # epoch 10 at 0.5 ...
+    resumed = pd.concat([first, history({9: 0.21, 10: 0.22})])  # ... trained again: 0.22
     table = convergence_table({cell("a", 1): resumed}, StudyConvergence())
-    assert table["gain"].item() == pytest.approx(0.0)
+    assert table["gain"].item() == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("epoch", [8, 10])
+def test_a_missing_validation_score_is_refused_not_read_as_converged(epoch):
+    curve = rising(10, 0.2, 0.3, 8)
+    curve.loc[curve["epoch"] == epoch, "val_iou"] = float("nan")
+    with pytest.raises(
+        ValueError, match=rf"seed1\.baseline_equal.*no validation IoU at epoch {epoch}"
+    ):
+        convergence_table({cell("a", 1): curve}, StudyConvergence())
+    with pytest.raises(ValueError, match=r"seed1\.baseline_equal\.baseline\.history: no epoch"):
+        convergence_table({cell("a", 1): curve.iloc[:0]}, StudyConvergence())
 
 
 def test_a_history_that_cannot_be_judged_is_refused_by_name():
@@ -93,7 +105,7 @@ def test_a_history_that_cannot_be_judged_is_refused_by_name():
     with pytest.raises(ValueError, match=name + ".*val_iou"):
         convergence_table({cell("a", 1): pd.DataFrame({"epoch": [1]})}, StudyConvergence())
     gappy = history({1: 0.1, 2: 0.2, 10: 0.3})  # no epoch 8
-    with pytest.raises(ValueError, match=r"seed1.*no validation at epoch 8"):
+    with pytest.raises(ValueError, match=r"seed1.*no validation IoU at epoch 8"):
         convergence_table({cell("a", 1): gappy}, StudyConvergence())
 
 

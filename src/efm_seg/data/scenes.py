@@ -59,8 +59,9 @@ TILE = 512  # block side of the written GeoTIFFs
 
 def gdal_cache_bytes(width: int) -> int:
     """GDAL's block cache while a GeoTIFF scene ``width`` pixels wide is predicted: the crop
-    being read, and two rows of the written maps' tiles (16-bit ids, and 8-bit confidence when
-    asked for), which are only complete once two rows of crops are done. More would only grow
+    being read, and two rows of the written maps' tiles (16-bit ids at most, and room for the
+    8-bit confidence map, which a cap only reserves), which are only complete once two rows of
+    crops are done. More would only grow
     with the scene, holding tiles no crop needs again; less would write unfinished tiles and read
     them back."""
     return 32 * 2**20 + 2 * TILE * width * (2 + 1)

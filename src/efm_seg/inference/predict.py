@@ -102,6 +102,15 @@ def predict_scenes(
         legend.nodata,
     )
 
+    if settings.confidence and "temperature" not in checkpoint:
+        logger.warning(
+            "the %s checkpoint has no temperature (made before temperatures were fitted): its "
+            "confidence maps are the blended probabilities as they are, not calibrated",
+            stage,
+        )
+    elif settings.confidence:
+        logger.info("Confidence maps: temperature %.3f (the checkpoint's)", labeller.temperature)
+
     def writer(scene_file: SceneFile):
         def write(folder: Path) -> dict:
             with scene_file.open(bands, settings.nodata) as reader:

@@ -35,8 +35,9 @@ def convergence_table(
     its fold's mean gain over the seeds with whether that fold fails (``fold_fails``).
 
     Raises:
-        ValueError: A history has no ``epoch`` or ``val_iou`` column, or lacks the epoch the
-            gain is measured from (the message names the cell).
+        ValueError: A history has no ``epoch`` or ``val_iou`` column, no epoch, or no
+            validation IoU at the epoch the gain is measured from or at its last (the message
+            names the cell).
     """
     rows = []
     for cell, history in histories.items():
@@ -44,13 +45,16 @@ def convergence_table(
         if missing:
             raise ValueError(f"{cell.name}.history: no {', '.join(sorted(missing))} column")
         by_epoch = history.drop_duplicates("epoch", keep="last").set_index("epoch")["val_iou"]
+        if by_epoch.empty:
+            raise ValueError(f"{cell.name}.history: no epoch trained")
         last = int(by_epoch.index.max())
         start = plateau_start(last, rule.last_fraction)
-        if start not in by_epoch.index:
-            raise ValueError(
-                f"{cell.name}.history: no validation at epoch {start}, the start of its last "
-                f"{rule.last_fraction:.0%} of {last} epochs"
-            )
+        for epoch in (start, last):  # a missing score must not pass as "no gain"
+            if epoch not in by_epoch.index or pd.isna(by_epoch[epoch]):
+                raise ValueError(
+                    f"{cell.name}.history: no validation IoU at epoch {epoch} (the last "
+                    f"{rule.last_fraction:.0%} of its {last} epochs start at {start})"
+                )
         rows.append(
             {
                 "arch": cell.arch,
