@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 
 from tests.conftest import kedro_run, latest_version
 
@@ -129,3 +131,20 @@ def test_the_differences_are_also_given_fold_by_fold(folds_run: Path):
     assert len(per_fold[per_fold["metric"] == "miou"]) == 3 * 2  # three runs, two folds
     tables = latest_version(folds_run, f"{reporting}/tables.md").read_text()
     assert "### mIoU difference per fold (mean over its seeds)" in tables
+
+
+def test_part_of_the_grid_trains_first_by_its_tag(demo_run: Path, tmp_path, monkeypatch):
+    """``kedro run --pipelines study --tags study.run.focal``: that run's cells on every fold
+    (and the folds' splits), nothing else, and no summary of a grid not yet trained."""
+    project = tmp_path / "project"
+    shutil.copytree(demo_run, project)
+    (project / "conf/local/parameters_study.yml").write_text(yaml.safe_dump({"study": GRID}))
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project) as session:
+        session.run(pipeline_names=["study"], tags=["study.run.focal"])
+    models = project / "data/local/06_models/study/FPN"
+    trained = sorted(str(p.relative_to(models)) for p in models.glob("*/seed1/*/*"))
+    assert trained == ["a/seed1/focal/baseline", "b/seed1/focal/baseline"]
+    assert not (project / "data/local/08_reporting/study").exists()

@@ -236,3 +236,35 @@ def test_the_dubai_study_is_the_shipped_grid():
     loader = ProjectConfigLoader(conf_source=str(root), base_env="base", env="dubai")
     assert loader["parameters"]["study"] == base
     assert len(StudyParams.model_validate(base).variants) == 15
+
+
+TAGGED_GRID = {
+    "architectures": ["FPN"],
+    "seeds": [1, 2],
+    "folds": {"a": {"x": "test", "y": "val"}, "b": {"y": "test", "x": "val"}},
+    "epochs": {"baseline": 1, "efm": 1, "finetune": 1},
+    "variants": {
+        "warm": {"efm": {"init_from": "previous"}},
+        "focal": {"single_run": True, "training": {"criterion": {"name": "focal"}}},
+    },
+}
+
+
+def test_a_runs_tag_selects_its_cells_and_what_they_start_from():
+    from efm_seg.pipelines.study.pipeline import create_pipeline
+
+    pipeline = create_pipeline(TAGGED_GRID)
+    warm = {n.name for n in pipeline.only_nodes_with_tags("study.run.warm").nodes}
+    assert warm == {
+        "study.folds.split_a", "study.folds.split_b",
+        *(f"study.FPN.{f}.seed{s}.{run}.{node}" for f in "ab" for s in (1, 2)
+          for run in ("baseline.baseline", "warm.efm", "warm.finetune")
+          for node in ("train", "evaluate")),
+    }  # fmt: skip
+    focal = {n.name for n in pipeline.only_nodes_with_tags("study.run.focal").nodes}
+    assert not any(".baseline.baseline." in name or "summarize" in name for name in focal)
+    assert len(focal) == 2 + 2 * 2 * 2  # the fold splits; 4 cells, each trained and scored
+    fold_a = {n.name for n in pipeline.only_nodes_with_tags("study.fold.a").nodes}
+    assert "study.folds.split_b" not in fold_a and all(".b." not in name for name in fold_a)
+    seed = pipeline.only_nodes_with_tags("study.seed.2", "study.summary").nodes
+    assert {n.name for n in seed} >= {"study.summarize", "study.FPN.a.seed2.focal.baseline.train"}

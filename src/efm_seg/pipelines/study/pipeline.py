@@ -11,6 +11,10 @@ give every cell its versioned checkpoint, history, resumable state and scores. T
 split``, made from ``encoded_index``). ``study.summarize`` compares the runs across folds and
 seeds, and judges from the equal-budget baseline's histories whether it had converged.
 
+Every cell's nodes are tagged with its run, fold, seed and architecture (:func:`cell_tags`), so
+that part of the grid can be trained first, e.g. the reference runs
+(``--tags study.run.baseline_equal``), without the summary (tagged ``study.summary``).
+
 The grid comes from the running session's configuration
 (:mod:`efm_seg.framework.hooks.study_grid`).
 """
@@ -58,8 +62,31 @@ OUTPUTS = [
 ]
 
 
-def create_cell_pipeline(cell: Cell) -> Pipeline:
-    """Train one cell, then score its best checkpoint; inputs and outputs under ``cell.name``."""
+def cell_tags(grid: list[Cell]) -> dict[Cell, set[str]]:
+    """Each cell's tags: ``study.run.<run>``, ``study.fold.<fold>``, ``study.seed.<seed>`` and
+    ``study.arch.<arch>``, and the run tag of every cell that starts from it, so that
+    ``kedro run --pipelines study --tags study.run.<run>`` selects what that run needs (an EFM
+    stage needs its seed's baseline; fine-tuning its EFM stage)."""
+    tags = {
+        cell: {
+            f"study.run.{cell.run}",
+            f"study.fold.{cell.fold}",
+            f"study.seed.{cell.seed}",
+            f"study.arch.{cell.arch}",
+        }
+        for cell in grid
+    }
+    for cell in grid:
+        parent = cell.parent
+        while parent is not None and parent in tags:
+            tags[parent].add(f"study.run.{cell.run}")
+            parent = parent.parent
+    return tags
+
+
+def create_cell_pipeline(cell: Cell, tags: set[str] | None = None) -> Pipeline:
+    """Train one cell, then score its best checkpoint; inputs and outputs under ``cell.name``,
+    every node tagged with ``tags`` (:func:`cell_tags`)."""
     inputs = {
         "samples": "encoded_samples",
         "split": "split",
@@ -106,6 +133,7 @@ def create_cell_pipeline(cell: Cell) -> Pipeline:
         | ({"init_checkpoint": f"{parent.name}.best_checkpoint"} if parent else {}),
         parameters={name: name for name in PARAMETERS}
         | {"params:stage_overrides": f"params:{cell.stage}.overrides"},
+        tags=sorted(tags or ()),
     )
 
 
@@ -120,6 +148,7 @@ def create_pipeline(study: Mapping[str, Any] | None = None, **kwargs) -> Pipelin
         return Pipeline([])
     study = StudyParams.model_validate(block)
     grid = list(cells(study))
+    tags = cell_tags(grid)
     folds = [
         Node(
             func=fold_splitter(fold),
@@ -127,6 +156,8 @@ def create_pipeline(study: Mapping[str, Any] | None = None, **kwargs) -> Pipelin
             outputs=fold_split(fold),
             name=f"split_{fold}",
             namespace="study.folds",
+            # Whatever selects a cell of the fold selects the split it trains on.
+            tags=sorted(set().union(*(tags[cell] for cell in grid if cell.fold == fold))),
         )
         for fold in study.folds
     ]
@@ -145,6 +176,7 @@ def create_pipeline(study: Mapping[str, Any] | None = None, **kwargs) -> Pipelin
         outputs=OUTPUTS,
         name="summarize",
         namespace="study",
+        tags=["study.summary"],
     )
-    cell_pipelines = sum((create_cell_pipeline(cell) for cell in grid), Pipeline([]))
+    cell_pipelines = sum((create_cell_pipeline(cell, tags[cell]) for cell in grid), Pipeline([]))
     return Pipeline(folds) + cell_pipelines + Pipeline([summarize])
