@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from efm_seg.parameters import EFMMethodParams, StudyParams, TrainingParams
 from efm_seg.study.grid import Cell, cells, expected_fingerprint
@@ -89,6 +90,14 @@ def scored_runs(scores: pd.DataFrame) -> dict[str, str]:
         )
         for row in rows.itertuples()
     }
+
+
+StudySummary = tuple[
+    pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure,
+    dict[str, Any],
+]  # fmt: skip
+"""What ``study.summarize`` writes: per-seed scores, mean ± std, paired differences, the same per
+fold, the reference's convergence, the Markdown tables, the figure, and the cells' record."""
 
 
 def summary_settings(study: StudyParams) -> dict[str, Any]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from efm_seg.basics.mappings import as_mapping
 from efm_seg.parameters import EFMMethodParams, StageOverrides, StudyParams, TrainingParams
@@ -20,7 +18,13 @@ from efm_seg.study.analysis import (
     per_seed_table,
     summary_table,
 )
-from efm_seg.study.cells import check_cells, lineage_as_text, scored_runs, summary_settings
+from efm_seg.study.cells import (
+    StudySummary,
+    check_cells,
+    lineage_as_text,
+    scored_runs,
+    summary_settings,
+)
 from efm_seg.study.convergence import convergence_table, failing_folds, has_converged
 from efm_seg.study.grid import REFERENCE, Cell
 from efm_seg.study.markdown import study_markdown
@@ -38,16 +42,7 @@ def summarize(
     finetune_overrides: StageOverrides,
     *cell_scores: pd.DataFrame,
     reference_histories: Mapping[Cell, pd.DataFrame],
-) -> tuple[
-    pd.DataFrame,
-    pd.DataFrame,
-    pd.DataFrame,
-    pd.DataFrame,
-    pd.DataFrame,
-    str,
-    Figure,
-    dict[str, Any],
-]:
+) -> StudySummary:
     """Put the study's cells together.
 
     ``reference_histories`` are the equal-budget baseline's training histories, one per

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from efm_seg.basics.mappings import as_mapping
 from efm_seg.data.samples import SampleStore
@@ -18,6 +17,7 @@ from efm_seg.parameters import (
     StudyParams,
     TrainingParams,
 )
+from efm_seg.study.cells import StudySummary
 from efm_seg.study.grid import REFERENCE, Cell, cell_recipe, cells, recipe_fingerprint
 from efm_seg.training.resume import StateFile
 
@@ -125,16 +125,7 @@ def summarize_study(
     efm_overrides: StageOverrides,
     finetune_overrides: StageOverrides,
     *histories_then_scores: pd.DataFrame,
-) -> tuple[
-    pd.DataFrame,
-    pd.DataFrame,
-    pd.DataFrame,
-    pd.DataFrame,
-    pd.DataFrame,
-    str,
-    Figure,
-    dict[str, Any],
-]:
+) -> StudySummary:
     """Put the study's cells together (see :func:`efm_seg.study.summary.summarize`).
 
     ``histories_then_scores``: the reference cells' histories (:func:`reference_cells`, in its
