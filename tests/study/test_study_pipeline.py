@@ -5,6 +5,8 @@ study continues where it stopped (and refuses cells of another configuration).""
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,7 +211,7 @@ def test_the_pipeline_is_the_grid_of_the_session(study_run: Path, monkeypatch):
     assert len(names) == 6 * 2 + 1  # six cells (train + evaluate) and the summary
 
 
-def test_a_killed_study_continues_where_it_stopped(study_run: Path, tmp_path, monkeypatch):
+def test_a_killed_study_continues_where_it_stopped(study_run: Path, tmp_path, monkeypatch, caplog):
     project = tmp_path / "project"
     shutil.copytree(study_run, project)
     monkeypatch.chdir(project)
@@ -248,7 +250,15 @@ def test_a_killed_study_continues_where_it_stopped(study_run: Path, tmp_path, mo
         run()
     assert trained == []
     shutil.rmtree(outputs / orphan)
-    run()
+    with caplog.at_level(logging.INFO, logger="efm_seg.framework.hooks.study_grid"):
+        run()
+    # Before it starts, the run says what it will train: three cells of 2 + 1 + 1 epochs, at
+    # the pace of the 21 cells already trained.
+    assert re.search(
+        r"study: 3 of 24 cells to train \(4 epochs\): about \d+ s at [\d.]+ s per epoch "
+        r"\(the median of 21 finished cell\(s\); training only\)",
+        caplog.text,
+    ), caplog.text
     # Only the missing cells, and what depends on them, ran again.
     assert sorted(trained) == [
         "study.FPN.split.seed1.from_baseline.efm",

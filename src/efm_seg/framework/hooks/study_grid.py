@@ -64,6 +64,36 @@ class StudyGridHook:
         if run_params.get("only_missing_outputs"):
             check_kept_cells(pipeline, catalog)
             refresh_stale_summary(pipeline, catalog)
+        log_progress(pipeline, catalog, only_missing=bool(run_params.get("only_missing_outputs")))
+
+
+def log_progress(pipeline, catalog, *, only_missing: bool) -> None:
+    """Log what this run of the study will train (cells, epochs) and about how long that takes
+    at the pace of its finished cells (:mod:`efm_seg.study.progress`)."""
+    names = [
+        node.name.removesuffix(".train")
+        for node in pipeline.nodes
+        if node.name.startswith("study.") and node.name.endswith(".train")
+    ]
+    if not names:
+        return
+    from efm_seg.study.grid import checked_cell_recipe
+    from efm_seg.study.progress import study_progress
+
+    def params(name: str):
+        return catalog.load(f"params:{name}")
+
+    finished = [name for name in names if catalog.exists(f"{name}.history")]
+    to_train = [
+        name for name in names
+        if not (only_missing and catalog.exists(f"{name}.best_checkpoint"))
+    ]  # fmt: skip
+    progress = study_progress(
+        {name: checked_cell_recipe(name, params).epochs for name in to_train},
+        len(names),
+        (catalog.load(f"{name}.history") for name in finished),
+    )
+    logger.info(progress.message())
 
 
 def check_kept_cells(pipeline, catalog) -> None:
