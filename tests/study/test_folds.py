@@ -4,6 +4,7 @@ trains and is scored on its own fold, and runs are compared fold and seed by fol
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from tests.conftest import kedro_run, latest_version
+from tests.conftest import kedro_run, latest_version, saved_versions
 
 FOLDS = {
     "a": {"scene_000": "test", "scene_001": "val"},
@@ -148,3 +149,50 @@ def test_part_of_the_grid_trains_first_by_its_tag(demo_run: Path, tmp_path, monk
     trained = sorted(str(p.relative_to(models)) for p in models.glob("*/seed1/*/*"))
     assert trained == ["a/seed1/focal/baseline", "b/seed1/focal/baseline"]
     assert not (project / "data/local/08_reporting/study").exists()
+
+
+def test_the_references_convergence_is_judged_before_the_rest_trains(
+    demo_run: Path, tmp_path, monkeypatch
+):
+    """``--tags study.run.baseline_equal``: the reference runs alone, and the verdict on their
+    convergence; trained again, a reference run's verdict is judged again."""
+    project = tmp_path / "project"
+    shutil.copytree(demo_run, project)
+    (project / "conf/local/parameters_study.yml").write_text(yaml.safe_dump({"study": GRID}))
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+
+    def run() -> None:
+        bootstrap_project(project)
+        with KedroSession.create(project_path=project) as session:
+            session.run(
+                pipeline_names=["study"], tags=["study.run.baseline_equal"],
+                only_missing_outputs=True,
+            )  # fmt: skip
+
+    run()
+    models = project / "data/local/06_models/study/FPN"
+    trained = sorted(str(p.relative_to(models)) for p in models.glob("*/seed1/*"))
+    assert trained == ["a/seed1/baseline_equal", "b/seed1/baseline_equal"]
+    reporting = project / "data/local/08_reporting/study"
+    assert sorted(p.name for p in reporting.iterdir()) == [
+        "convergence.csv",
+        "convergence_runs.json",
+    ]  # fmt: skip: no summary of a grid not yet trained
+    record = json.loads((reporting / "convergence_runs.json").read_text())
+    cell = "study.FPN.a.seed1.baseline_equal.baseline"
+    history = "data/local/07_model_output/study/FPN/a/seed1/baseline_equal/baseline/history.csv"
+    assert record["runs"][cell] == pd.read_csv(latest_version(project, history))["run_id"].iloc[-1]
+
+    run()  # nothing to do: the verdict stands
+    assert len(saved_versions(project, "08_reporting/study/convergence.csv")) == 1
+    for folder in ("06_models", "07_model_output"):  # fold a's reference, trained again
+        shutil.rmtree(project / f"data/local/{folder}/study/FPN/a/seed1/baseline_equal")
+    run()
+    assert len(saved_versions(project, "08_reporting/study/convergence.csv")) == 2
+    again = json.loads((reporting / "convergence_runs.json").read_text())
+    assert again["runs"][cell] != record["runs"][cell]
+    assert (
+        again["runs"]["study.FPN.b.seed1.baseline_equal.baseline"]
+        == (record["runs"]["study.FPN.b.seed1.baseline_equal.baseline"])
+    )

@@ -208,7 +208,7 @@ def test_the_pipeline_is_the_grid_of_the_session(study_run: Path, monkeypatch):
         names = {node.name for node in pipelines["study"].nodes}
     assert "study.PSPNet.split.seed9.tuned.finetune.train" in names
     assert not any(".FPN." in name or ".seed1." in name for name in names)
-    assert len(names) == 6 * 2 + 1  # six cells (train + evaluate) and the summary
+    assert len(names) == 6 * 2 + 2  # six cells (train + evaluate), convergence, summary
 
 
 def test_a_killed_study_continues_where_it_stopped(study_run: Path, tmp_path, monkeypatch, caplog):

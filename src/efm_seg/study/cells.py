@@ -93,11 +93,10 @@ def scored_runs(scores: pd.DataFrame) -> dict[str, str]:
 
 
 StudySummary = tuple[
-    pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure,
-    dict[str, Any],
+    pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, Figure, dict[str, Any]
 ]  # fmt: skip
 """What ``study.summarize`` writes: per-seed scores, mean ± std, paired differences, the same per
-fold, the reference's convergence, the Markdown tables, the figure, and the cells' record."""
+fold, the Markdown tables, the figure, and the cells' record."""
 
 
 def summary_settings(study: StudyParams) -> dict[str, Any]:

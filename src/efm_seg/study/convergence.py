@@ -74,6 +74,13 @@ def convergence_table(
     return table.sort_values(["arch", "fold", "seed"], kind="stable").reset_index(drop=True)
 
 
+def history_run(history: pd.DataFrame) -> str | None:
+    """The run that wrote a history (its last epoch's ``run_id``), or ``None``."""
+    if "run_id" not in history or history.empty:
+        return None
+    return str(history["run_id"].iloc[-1])
+
+
 def failing_folds(table: pd.DataFrame) -> dict[str, list[str]]:
     """Per architecture, the folds whose reference runs were still improving."""
     fails = table[table["fold_fails"].astype(bool)]

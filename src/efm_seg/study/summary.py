@@ -4,7 +4,6 @@ against the equal-budget baseline, figure and Markdown)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -25,8 +24,8 @@ from efm_seg.study.cells import (
     scored_runs,
     summary_settings,
 )
-from efm_seg.study.convergence import convergence_table, failing_folds, has_converged
-from efm_seg.study.grid import REFERENCE, Cell
+from efm_seg.study.convergence import failing_folds, has_converged
+from efm_seg.study.grid import REFERENCE
 from efm_seg.study.markdown import study_markdown
 from efm_seg.study.plot import ablation_figure
 
@@ -40,20 +39,19 @@ def summarize(
     baseline_overrides: StageOverrides,
     efm_overrides: StageOverrides,
     finetune_overrides: StageOverrides,
+    convergence: pd.DataFrame,
     *cell_scores: pd.DataFrame,
-    reference_histories: Mapping[Cell, pd.DataFrame],
 ) -> StudySummary:
     """Put the study's cells together.
 
-    ``reference_histories`` are the equal-budget baseline's training histories, one per
-    architecture, fold and seed: whether it had converged is judged from them
-    (``study.convergence``) and reported, and a study that has not converged is warned about.
+    ``convergence`` says whether the equal-budget baseline had converged
+    (:func:`~efm_seg.study.convergence.convergence_table`): it opens each architecture's tables,
+    and a study that has not converged is warned about.
 
     Returns:
         The per-seed scores, mean ± std per run and stage, the paired differences against the
         equal-budget baseline (``baseline_equal``) with their confidence intervals, the same
-        differences fold by fold (mean over each fold's seeds), the reference's convergence
-        (:func:`~efm_seg.study.convergence.convergence_table`), the
+        differences fold by fold (mean over each fold's seeds), the
         Markdown tables, the ablation figure, and the record of the cells summarized
         (``{"cells": {cell name: run id of its scored checkpoint}}``, see
         :func:`efm_seg.framework.hooks.study_grid.refresh_stale_summary`).
@@ -74,7 +72,6 @@ def summarize(
     summary = summary_table(per_seed)
     paired = paired_differences(per_seed, REFERENCE, "baseline", study.confidence)
     per_fold = per_fold_differences(per_seed, REFERENCE, "baseline")
-    convergence = convergence_table(reference_histories, study.convergence)
     if not has_converged(convergence, study.convergence):
         logger.warning(
             "the equal-budget baseline was still improving when it stopped on %s (more than "
@@ -98,7 +95,6 @@ def summarize(
         summary,
         paired,
         per_fold,
-        convergence,
         study_markdown(study, summary, paired, per_seed, convergence, per_fold),
         ablation_figure(paired, study),
         {"cells": scored_runs(scores), "settings": summary_settings(study)},

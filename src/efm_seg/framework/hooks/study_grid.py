@@ -63,6 +63,7 @@ class StudyGridHook:
         # Runs while this run holds the data root's lock (RunLockHook takes it first).
         if run_params.get("only_missing_outputs"):
             check_kept_cells(pipeline, catalog)
+            refresh_stale_convergence(pipeline, catalog)
             refresh_stale_summary(pipeline, catalog)
         log_progress(pipeline, catalog, only_missing=bool(run_params.get("only_missing_outputs")))
 
@@ -122,6 +123,36 @@ def check_kept_cells(pipeline, catalog) -> None:
         {stage: catalog.load(f"params:{stage}.overrides") for stage in STAGES},
         require_all=False,
     )
+
+
+def refresh_stale_convergence(pipeline, catalog) -> None:
+    """Before a study continues (``--only-missing-outputs``), make sure the reference's
+    convergence is judged again if a reference run it was judged from was trained again (or
+    the grid's references or the rule changed): ``study.convergence_runs`` records them, and is
+    removed when they differ, so that ``study.check_convergence`` counts as missing and runs
+    (Kedro would otherwise keep the old verdict, its output being there)."""
+    from efm_seg.parameters import StudyParams
+    from efm_seg.study.convergence import history_run
+
+    check = next((n for n in pipeline.nodes if n.name == "study.check_convergence"), None)
+    if check is None or not catalog.exists("study.convergence_runs"):
+        return
+    record = catalog.load("study.convergence_runs")
+    names = [name.removesuffix(".history") for name in check.inputs if name.endswith(".history")]
+    runs = {
+        name: history_run(catalog.load(f"{name}.history"))
+        if catalog.exists(f"{name}.history")
+        else None
+        for name in names
+    }
+    rule = StudyParams.model_validate(catalog.load("params:study")).convergence.model_dump()
+    if record.get("runs") == runs and record.get("rule") == rule:
+        return
+    logger.warning(
+        "the reference's convergence was judged from other runs or another rule than this "
+        "study's: study.check_convergence runs again"
+    )
+    catalog.get("study.convergence_runs").remove()
 
 
 def refresh_stale_summary(pipeline, catalog) -> None:

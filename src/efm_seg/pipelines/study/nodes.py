@@ -117,6 +117,31 @@ def fold_splitter(fold: str):
     return split_fold
 
 
+def check_convergence(
+    study: StudyParams, *reference_histories: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Whether the equal-budget baseline had converged (see
+    :func:`efm_seg.study.convergence.convergence_table`), from its histories in the order of
+    :func:`reference_cells`.
+
+    Returns:
+        The convergence table, and the record of the runs it was judged from
+        (``{"runs": {cell name: run id}, "rule": study.convergence}``, see
+        :func:`efm_seg.framework.hooks.study_grid.refresh_stale_convergence`).
+    """
+    from efm_seg.study.convergence import convergence_table, history_run
+
+    study = StudyParams.model_validate(study)
+    histories = dict(zip(reference_cells(study), reference_histories, strict=True))
+    return (
+        convergence_table(histories, study.convergence),
+        {
+            "runs": {cell.name: history_run(history) for cell, history in histories.items()},
+            "rule": study.convergence.model_dump(),
+        },
+    )
+
+
 def summarize_study(
     study: StudyParams,
     training: TrainingParams,
@@ -124,22 +149,16 @@ def summarize_study(
     baseline_overrides: StageOverrides,
     efm_overrides: StageOverrides,
     finetune_overrides: StageOverrides,
-    *histories_then_scores: pd.DataFrame,
+    convergence: pd.DataFrame,
+    *cell_scores: pd.DataFrame,
 ) -> StudySummary:
-    """Put the study's cells together (see :func:`efm_seg.study.summary.summarize`).
-
-    ``histories_then_scores``: the reference cells' histories (:func:`reference_cells`, in its
-    order), then every cell's scores.
-    """
+    """Put the study's cells together (see :func:`efm_seg.study.summary.summarize`)."""
     # scipy (the intervals): imported when the node runs, not when the CLI starts.
     from efm_seg.study.summary import summarize
 
-    references = reference_cells(study)
-    histories = dict(zip(references, histories_then_scores[: len(references)], strict=True))
     return summarize(
         study, training, efm_method, baseline_overrides, efm_overrides, finetune_overrides,
-        *histories_then_scores[len(references) :],
-        reference_histories=histories,
+        convergence, *cell_scores,
     )  # fmt: skip
 
 

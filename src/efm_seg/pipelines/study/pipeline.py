@@ -9,7 +9,8 @@ under its own namespace; the catalog's ``study.{arch}.{fold}.{seed}.{run}.{stage
 give every cell its versioned checkpoint, history, resumable state and scores. The fold
 ``split`` is the project's split; each of ``study.folds`` gets its own (``study.folds.<fold>.
 split``, made from ``encoded_index``). ``study.summarize`` compares the runs across folds and
-seeds, and judges from the equal-budget baseline's histories whether it had converged.
+seeds; ``study.check_convergence`` judges from the equal-budget baseline's histories alone
+whether it had converged.
 
 Every cell's nodes are tagged with its run, fold, seed and architecture (:func:`cell_tags`), so
 that part of the grid can be trained first, e.g. the reference runs
@@ -33,11 +34,12 @@ from efm_seg.parameters import StudyParams
 from efm_seg.pipelines.study.nodes import (
     cell_evaluator,
     cell_trainer,
+    check_convergence,
     fold_splitter,
     reference_cells,
     summarize_study,
 )
-from efm_seg.study.grid import Cell, cells, fold_split
+from efm_seg.study.grid import REFERENCE, Cell, cells, fold_split
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,6 @@ OUTPUTS = [
     "study.summary",
     "study.paired",
     "study.per_fold",
-    "study.convergence",
     "study.tables",
     "study.figure",
     "study.cells",
@@ -170,7 +171,7 @@ def create_pipeline(study: Mapping[str, Any] | None = None, **kwargs) -> Pipelin
             "params:baseline.overrides",
             "params:efm.overrides",
             "params:finetune.overrides",
-            *(f"{cell.name}.history" for cell in reference_cells(study)),
+            "study.convergence",
             *(f"{cell.name}.scores" for cell in grid),
         ],
         outputs=OUTPUTS,
@@ -178,5 +179,15 @@ def create_pipeline(study: Mapping[str, Any] | None = None, **kwargs) -> Pipelin
         namespace="study",
         tags=["study.summary"],
     )
+    # Judged from the reference runs alone, so that it can be read (and the study's length
+    # fixed) before anything else trains: --tags study.run.baseline_equal runs it.
+    convergence = Node(
+        func=check_convergence,
+        inputs=["params:study", *(f"{cell.name}.history" for cell in reference_cells(study))],
+        outputs=["study.convergence", "study.convergence_runs"],
+        name="check_convergence",
+        namespace="study",
+        tags=["study.convergence", f"study.run.{REFERENCE}"],
+    )
     cell_pipelines = sum((create_cell_pipeline(cell, tags[cell]) for cell in grid), Pipeline([]))
-    return Pipeline(folds) + cell_pipelines + Pipeline([summarize])
+    return Pipeline(folds) + cell_pipelines + Pipeline([convergence, summarize])
