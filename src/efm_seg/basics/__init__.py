@@ -1,2 +1,3 @@
 """The library's basics: stage names, mapping helpers, devices, atomic writes, lineage
-fingerprints, run provenance and the sliding window's rule. No Kedro; nothing else of efm_seg."""
+fingerprints, run provenance, durations as text and the sliding window's rule. No Kedro;
+nothing else of efm_seg."""

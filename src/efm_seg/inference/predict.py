@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from efm_seg.basics.devices import resolve_device
+from efm_seg.basics.durations import duration_text
 from efm_seg.basics.mappings import as_mapping
 from efm_seg.data.labels import LabelScheme
 from efm_seg.data.scenes import Legend, Predictions, SceneFile, write_label_map
@@ -301,14 +302,6 @@ class _Progress:
         left = elapsed * (self.total - self.done) / max(self.done, 1)
         logger.info(
             "%s: %d%% (%d of %d windows), %.2f MPix/s, %s left",
-            self.name, 10 * reached, self.done, self.total, rate, _duration(left),
+            self.name, 10 * reached, self.done, self.total, rate, duration_text(left),
         )  # fmt: skip
         self.next_tenth = reached + 1
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

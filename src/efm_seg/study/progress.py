@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from efm_seg.basics.durations import duration_text
+
 
 @dataclass(frozen=True)
 class StudyProgress:
@@ -37,8 +39,8 @@ class StudyProgress:
         if self.seconds is None:
             return f"{head}; the pace is known once a cell has finished"
         return (
-            f"{head}: about {_duration(self.seconds)} at {self.seconds_per_epoch:.1f} s per epoch "
-            f"(the median of {self.finished} finished cell(s); training only)"
+            f"{head}: about {duration_text(self.seconds)} at {self.seconds_per_epoch:.1f} s per "
+            f"epoch (the median of {self.finished} finished cell(s); training only)"
         )
 
 
@@ -67,11 +69,3 @@ def study_progress(
         seconds_per_epoch=statistics.median(paces) if paces else None,
         finished=len(paces),
     )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
