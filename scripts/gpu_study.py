@@ -38,6 +38,7 @@ STUDY_FILES = (
     "paired.csv",
     "per_fold.csv",
     "convergence.csv",
+    "convergence.png",
     "tables.md",
     "ablation.png",
 )

@@ -10,6 +10,7 @@ from scipy import stats
 from efm_seg.study.analysis import (
     METRICS,
     detectable_difference,
+    pair_differences,
     paired_differences,
     per_fold_differences,
     summary_table,
@@ -119,3 +120,21 @@ def test_per_fold_differences_pair_by_fold_and_seed_and_average_within_the_fold(
     boundary = table[table["metric"] == "boundary_iou"].set_index("fold")
     assert boundary.loc["a", "seeds"] == 1
     assert boundary.loc["a", "difference"] == pytest.approx(0.05)
+
+
+def test_each_pairs_difference_is_kept_by_fold_and_seed():
+    ref = {("a", 1): 0.50, ("a", 2): 0.60, ("b", 1): 0.30}
+    run = {("b", 1): 0.36, ("a", 2): 0.61}  # another order, no (a, 1)
+    rows = [
+        {"arch": "FPN", "run": name, "stage": "baseline", "fold": fold, "seed": seed}
+        | dict.fromkeys(METRICS, value)
+        for name, values in (("focal", run), ("baseline_equal", ref))
+        for (fold, seed), value in values.items()
+    ]
+    rows[0]["ece"] = float("nan")  # (b, 1) not scored on ECE
+    table = pair_differences(pd.DataFrame(rows), "baseline_equal", "baseline")
+    miou = table[table["metric"] == "miou"]
+    assert list(zip(miou["fold"], miou["seed"], strict=True)) == [("a", 2), ("b", 1)]
+    assert list(miou["difference"]) == pytest.approx([0.01, 0.06])
+    ece = table[table["metric"] == "ece"]
+    assert list(ece["fold"]) == ["a"]  # a NaN is no difference

@@ -177,8 +177,11 @@ def test_the_references_convergence_is_judged_before_the_rest_trains(
     reporting = project / "data/local/08_reporting/study"
     assert sorted(p.name for p in reporting.iterdir()) == [
         "convergence.csv",
+        "convergence.png",
         "convergence_runs.json",
     ]  # fmt: skip: no summary of a grid not yet trained
+    figure = latest_version(project, "data/local/08_reporting/study/convergence.png")
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     record = json.loads((reporting / "convergence_runs.json").read_text())
     cell = "study.FPN.a.seed1.baseline_equal.baseline"
     history = "data/local/07_model_output/study/FPN/a/seed1/baseline_equal/baseline/history.csv"

@@ -84,8 +84,10 @@ def test_the_script_runs_the_whole_study_and_writes_it_up(tmp_path, monkeypatch)
          str(project), "--out", str(out)]
     )  # fmt: skip
     written = sorted(p.name for p in out.iterdir())
-    assert written == sorted(["ablation.png", "convergence.csv", "paired.csv", "per_fold.csv",
-                              "per_seed.csv", "run.json", "summary.csv", "tables.md"])  # fmt: skip
+    assert written == sorted([
+        "ablation.png", "convergence.csv", "convergence.png", "paired.csv", "per_fold.csv",
+        "per_seed.csv", "run.json", "summary.csv", "tables.md",
+    ])  # fmt: skip
     assert json.loads((out / "run.json").read_text()) == record
     plan = record["plan"]
     assert plan["seeds"] == [1] and plan["epochs_per_seed"] == 9  # 1 + 3 + 3 + 1 + 1

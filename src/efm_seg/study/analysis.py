@@ -75,13 +75,42 @@ def detectable_difference(sd: float, pairs: int, confidence: float, power: float
     return float(quantiles * sd / math.sqrt(pairs))
 
 
+def pair_differences(per_seed: pd.DataFrame, reference: str, reference_stage: str) -> pd.DataFrame:
+    """Each cell's difference from the reference's cell of its architecture, fold and seed.
+
+    Runs are paired by fold and seed, never by row position: rows may come in any order, and a
+    fold and seed missing on either side is left out, as is a metric either cell was not scored
+    on (NaN).
+
+    Returns:
+        One row per architecture, run, stage, fold, seed and metric (``difference``: run minus
+        reference), runs in their order in ``per_seed``, pairs sorted.
+    """
+    rows = []
+    for arch, group in per_seed.groupby("arch", sort=False):
+        ref = _by_pair(group[(group["run"] == reference) & (group["stage"] == reference_stage)])
+        for (run, stage), entries in group.groupby(["run", "stage"], sort=False):
+            if run == reference:
+                continue
+            runs = _by_pair(entries)
+            for fold, seed in sorted(set(runs.index) & set(ref.index)):
+                for metric in METRICS:
+                    difference = runs.at[(fold, seed), metric] - ref.at[(fold, seed), metric]
+                    if not math.isnan(difference):
+                        rows.append(
+                            {
+                                "arch": arch, "run": run, "stage": stage, "fold": fold,
+                                "seed": seed, "metric": metric, "difference": float(difference),
+                            }
+                        )  # fmt: skip
+    return pd.DataFrame(rows, columns=[*KEYS, *PAIR, "metric", "difference"])
+
+
 def paired_differences(
     per_seed: pd.DataFrame, reference: str, reference_stage: str, confidence: float
 ) -> pd.DataFrame:
-    """Each run's and stage's per-seed difference from the reference run of its architecture.
-
-    Runs are paired by fold and seed, never by row position: rows may come in any order, and a
-    fold and seed missing on either side is left out of that comparison.
+    """Each run's and stage's differences from the reference run of its architecture (paired by
+    fold and seed, :func:`pair_differences`), put together.
 
     Returns:
         One row per architecture, run, stage and metric: the mean difference, its confidence
@@ -91,38 +120,31 @@ def paired_differences(
         :func:`detectable_difference`).
     """
     rows = []
-    for arch, group in per_seed.groupby("arch", sort=False):
-        ref = group[(group["run"] == reference) & (group["stage"] == reference_stage)]
-        ref = _by_pair(ref)
-        for (run, stage), entries in group.groupby(["run", "stage"], sort=False):
-            if run == reference:
+    pairs = pair_differences(per_seed, reference, reference_stage)
+    for (arch, run, stage), block in pairs.groupby(KEYS, sort=False):
+        for metric in METRICS:
+            diffs = block.loc[block["metric"] == metric, "difference"].to_numpy()
+            if not len(diffs):
                 continue
-            runs = _by_pair(entries)
-            seeds = sorted(set(runs.index) & set(ref.index))
-            for metric in METRICS:
-                diffs = [runs.at[s, metric] - ref.at[s, metric] for s in seeds]
-                diffs = [d for d in diffs if not math.isnan(d)]  # a cell not scored on it
-                if not diffs:
-                    continue
-                mean, low, high = t_interval(diffs, confidence)
-                sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan
-                sign = -1 if metric in LOWER_IS_BETTER else 1
-                rows.append(
-                    {
-                        "arch": arch,
-                        "run": run,
-                        "stage": stage,
-                        "metric": metric,
-                        "difference": mean,
-                        "ci_low": low,
-                        "ci_high": high,
-                        "confidence": confidence,
-                        "seeds": len(diffs),
-                        "better": int(sum(sign * d > 0 for d in diffs)),
-                        "sd": sd,
-                        "detectable": detectable_difference(sd, len(diffs), confidence),
-                    }
-                )
+            mean, low, high = t_interval(diffs, confidence)
+            sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan
+            sign = -1 if metric in LOWER_IS_BETTER else 1
+            rows.append(
+                {
+                    "arch": arch,
+                    "run": run,
+                    "stage": stage,
+                    "metric": metric,
+                    "difference": mean,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "confidence": confidence,
+                    "seeds": len(diffs),
+                    "better": int(sum(sign * d > 0 for d in diffs)),
+                    "sd": sd,
+                    "detectable": detectable_difference(sd, len(diffs), confidence),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -130,34 +152,26 @@ def per_fold_differences(
     per_seed: pd.DataFrame, reference: str, reference_stage: str
 ) -> pd.DataFrame:
     """Each run's and stage's difference from the reference, fold by fold: the mean over the
-    fold's seeds of the paired differences (paired by fold and seed, as
-    :func:`paired_differences`), so that an effect carried by one area shows as such.
+    fold's seeds of the paired differences (:func:`pair_differences`), so that an effect
+    carried by one area shows as such.
 
     Returns:
         One row per architecture, run, stage, fold and metric: ``difference`` and ``seeds``
         (the pairs in that fold).
     """
+    pairs = pair_differences(per_seed, reference, reference_stage)
     rows = []
-    for arch, group in per_seed.groupby("arch", sort=False):
-        ref = _by_pair(group[(group["run"] == reference) & (group["stage"] == reference_stage)])
-        for (run, stage), entries in group.groupby(["run", "stage"], sort=False):
-            if run == reference:
-                continue
-            runs = _by_pair(entries)
-            pairs = sorted(set(runs.index) & set(ref.index))
-            for fold in dict.fromkeys(f for f, _ in pairs):
-                in_fold = [pair for pair in pairs if pair[0] == fold]
-                for metric in METRICS:
-                    diffs = [runs.at[p, metric] - ref.at[p, metric] for p in in_fold]
-                    diffs = [d for d in diffs if not math.isnan(d)]
-                    if diffs:
-                        rows.append(
-                            {
-                                "arch": arch, "run": run, "stage": stage, "fold": fold,
-                                "metric": metric, "difference": float(np.mean(diffs)),
-                                "seeds": len(diffs),
-                            }
-                        )  # fmt: skip
+    for (arch, run, stage, fold), block in pairs.groupby([*KEYS, "fold"], sort=False):
+        for metric in METRICS:
+            diffs = block.loc[block["metric"] == metric, "difference"]
+            if len(diffs):
+                rows.append(
+                    {
+                        "arch": arch, "run": run, "stage": stage, "fold": fold,
+                        "metric": metric, "difference": float(diffs.mean()),
+                        "seeds": len(diffs),
+                    }
+                )  # fmt: skip
     return pd.DataFrame(
         rows, columns=["arch", "run", "stage", "fold", "metric", "difference", "seeds"]
     )

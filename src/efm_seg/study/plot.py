@@ -1,8 +1,10 @@
-"""The study's ablation plot: each run's paired difference from the equal-budget baseline."""
+"""The study's figures: each run's paired difference from the equal-budget baseline, and the
+reference's validation curves (has it converged?)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -10,13 +12,18 @@ from matplotlib.figure import Figure
 
 from efm_seg.parameters import StudyParams
 from efm_seg.study.analysis import METRICS
+from efm_seg.study.grid import Cell
 from efm_seg.study.markdown import run_label
 
-PLOTTED = ("miou", "boundary_iou", "ece")
+PLOTTED = ("miou", "boundary_iou", "ece", "ece_scaled")
+"""Accuracy and calibration, before and after temperature scaling: a calibration gain counts
+only if it survives the scaling of both sides."""
 
 
-def ablation_figure(paired: pd.DataFrame, study: StudyParams) -> Figure:
-    """One panel per architecture and metric: mean paired difference with its interval.
+def ablation_figure(paired: pd.DataFrame, pairs: pd.DataFrame, study: StudyParams) -> Figure:
+    """One panel per architecture and metric: mean paired difference with its interval, and
+    each pair's difference (``pairs``, :func:`~efm_seg.study.analysis.pair_differences`) as a
+    small grey dot, so that the spread over folds and seeds shows.
 
     Dots right of zero beat the equal-budget baseline (left of zero for ECE, lower is better).
     """
@@ -36,6 +43,11 @@ def ablation_figure(paired: pd.DataFrame, study: StudyParams) -> Figure:
                 row = entries[(entries["run"] == run) & (entries["stage"] == stage)]
                 if row.empty:
                     continue
+                each = pairs[
+                    (pairs["arch"] == arch) & (pairs["run"] == run) & (pairs["stage"] == stage)
+                    & (pairs["metric"] == metric)
+                ]["difference"]  # fmt: skip
+                ax.plot(each, [y + 0.22] * len(each), ".", color="0.55", markersize=3)
                 mean, low, high = row.iloc[0][["difference", "ci_low", "ci_high"]]
                 colour = "#2ca02c" if stage == "finetune" else "#ff7f0e"
                 if stage == "baseline":  # a baseline, or a one-run variant
@@ -50,8 +62,58 @@ def ablation_figure(paired: pd.DataFrame, study: StudyParams) -> Figure:
             ax.tick_params(labelsize=8)
             ax.grid(axis="x", alpha=0.3)
     fig.suptitle(
-        f"Paired difference from the equal-budget baseline ({study.confidence:.0%} t interval, "
-        f"{len(study.seeds)} seeds)",
+        f"Paired difference from the equal-budget baseline ({study.confidence:.0%} t interval "
+        f"over {pair_count(study)}; grey: each pair)",
         fontsize=11,
+    )
+    return fig
+
+
+def pair_count(study: StudyParams) -> str:
+    """How many pairs a complete grid compares each run over, in words."""
+    seeds = len(study.seeds)
+    if not study.folds:
+        return f"{seeds} seed{'s' * (seeds != 1)}"
+    folds = len(study.folds)
+    return f"{folds * seeds} pairs: {folds} folds × {seeds} seed{'s' * (seeds != 1)}"
+
+
+def convergence_figure(
+    histories: Mapping[Cell, pd.DataFrame], table: pd.DataFrame, study: StudyParams
+) -> Figure:
+    """One panel per architecture and fold: the equal-budget baseline's validation IoU per
+    epoch, a line per seed, its last ``study.convergence.last_fraction`` of epochs shaded, and
+    the fold's mean gain over them with the verdict (``table``,
+    :func:`~efm_seg.study.convergence.convergence_table`)."""
+    rule = study.convergence
+    panels = list(dict.fromkeys((cell.arch, cell.fold) for cell in histories))
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig = Figure(figsize=(4.2 * columns, 3.0 * rows + 0.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (arch, fold) in zip(axes, panels, strict=False):
+        judged = table[(table["arch"] == arch) & (table["fold"] == fold)]
+        for cell, history in histories.items():
+            if (cell.arch, cell.fold) == (arch, fold):
+                ax.plot(
+                    history["epoch"], history["val_iou"], linewidth=1.0, label=f"seed {cell.seed}"
+                )
+        if not judged.empty:
+            first = judged.iloc[0]
+            ax.axvspan(first["from_epoch"], first["epochs"], color="0.85", zorder=0)
+            verdict = "fails" if bool(first["fold_fails"]) else "plateaued"
+            ax.set_title(f"{arch}, {fold}: {first['fold_gain']:+.4f} ({verdict})", fontsize=10)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("validation IoU", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle(
+        f"Equal-budget baseline, validation IoU per epoch\nshaded: the last "
+        f"{rule.last_fraction:.0%} of epochs; a fold fails at a mean gain ≥ {rule.tolerance}",
+        fontsize=10,
     )
     return fig

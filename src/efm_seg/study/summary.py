@@ -12,6 +12,7 @@ from efm_seg.basics.mappings import as_mapping
 from efm_seg.parameters import EFMMethodParams, StageOverrides, StudyParams, TrainingParams
 from efm_seg.study.analysis import (
     METRICS,
+    pair_differences,
     paired_differences,
     per_fold_differences,
     per_seed_table,
@@ -70,6 +71,7 @@ def summarize(
     check_cells(scores[~scores["tta"].astype(bool)], study, training, efm_method, overrides)
     per_seed = per_seed_table(scores, tta=study.tta)
     summary = summary_table(per_seed)
+    pairs = pair_differences(per_seed, REFERENCE, "baseline")
     paired = paired_differences(per_seed, REFERENCE, "baseline", study.confidence)
     per_fold = per_fold_differences(per_seed, REFERENCE, "baseline")
     if not has_converged(convergence, study.convergence):
@@ -96,6 +98,6 @@ def summarize(
         paired,
         per_fold,
         study_markdown(study, summary, paired, per_seed, convergence, per_fold),
-        ablation_figure(paired, study),
+        ablation_figure(paired, pairs, study),
         {"cells": scored_runs(scores), "settings": summary_settings(study)},
     )

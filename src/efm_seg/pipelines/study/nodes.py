@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from efm_seg.basics.mappings import as_mapping
 from efm_seg.data.samples import SampleStore
@@ -119,22 +120,26 @@ def fold_splitter(fold: str):
 
 def check_convergence(
     study: StudyParams, *reference_histories: pd.DataFrame
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, Figure, dict[str, Any]]:
     """Whether the equal-budget baseline had converged (see
     :func:`efm_seg.study.convergence.convergence_table`), from its histories in the order of
     :func:`reference_cells`.
 
     Returns:
-        The convergence table, and the record of the runs it was judged from
-        (``{"runs": {cell name: run id}, "rule": study.convergence}``, see
+        The convergence table, its figure (the validation curves,
+        :func:`efm_seg.study.plot.convergence_figure`), and the record of the runs it was
+        judged from (``{"runs": {cell name: run id}, "rule": study.convergence}``, see
         :func:`efm_seg.framework.hooks.study_grid.refresh_stale_convergence`).
     """
     from efm_seg.study.convergence import convergence_table, history_run
+    from efm_seg.study.plot import convergence_figure
 
     study = StudyParams.model_validate(study)
     histories = dict(zip(reference_cells(study), reference_histories, strict=True))
+    table = convergence_table(histories, study.convergence)
     return (
-        convergence_table(histories, study.convergence),
+        table,
+        convergence_figure(histories, table, study),
         {
             "runs": {cell.name: history_run(history) for cell, history in histories.items()},
             "rule": study.convergence.model_dump(),
