@@ -46,6 +46,9 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
     runs.append(("streaming", ["bench_streaming", "--sources", "20", "80"]))
     # One process against two (DDP, gloo on the CPU), the same global batch.
     runs.append(("ddp", ["bench_ddp", "--epochs", "3" if quick else "4"]))
+    # Saving the resumable state every epoch against every 10, at the evidence study's size.
+    runs.append(("resume", ["bench_resume", "--repeats", "1" if quick else "3",
+                            "--epochs", "5" if quick else "10"]))  # fmt: skip
     # How long `kedro --help` and `kedro registry list` take to start (no torch).
     runs.append(("cli", ["bench_cli", "--repeats", "3" if quick else "7"]))
     return runs
@@ -157,6 +160,16 @@ def markdown(results: dict[str, Any]) -> str:
         f"{one['epoch_s']} s vs {many['epoch_s']} s per epoch; launch and set-up "
         f"{many['overhead_s']} s; the processes share the cores",
     ))  # fmt: skip
+    if "resume" in b:
+        resume = b["resume"]
+        every = resume["setup"]["every"]
+        lines.append(_row(
+            f"epoch, resume state saved every {every} epochs / every epoch "
+            f"({resume['setup']['n_train']} images at {resume['setup']['size']}²)",
+            f"{resume['ratio']:.3f}", "reported",
+            f"one save of {resume['state_mb']:.0f} MB: {resume['save_s']} s; "
+            f"{resume[f'epoch_s_every_{every}']} s vs {resume['epoch_s_every_1']} s per epoch",
+        ))  # fmt: skip
     if "cli" in b:
         cli = b["cli"]["commands"]
         torch_s = cli["python -c 'import torch'"]["seconds_median"]
