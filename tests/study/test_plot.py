@@ -10,7 +10,7 @@ from efm_seg.parameters import StudyConvergence, StudyParams
 from efm_seg.study.analysis import METRICS, pair_differences, paired_differences
 from efm_seg.study.convergence import convergence_table
 from efm_seg.study.grid import Cell
-from efm_seg.study.plot import ablation_figure, convergence_figure
+from efm_seg.study.plot import ablation_figure, convergence_figure, pair_count
 
 FOLDS = {
     "t1": {"*tile_1*": "test", "*tile_2*": "val"},
@@ -85,3 +85,28 @@ def test_the_convergence_figure_shows_each_folds_curves_and_the_judged_window():
     (window,) = t1.patches
     assert (window.get_x(), window.get_x() + window.get_width()) == (8, 10)
     assert "last 20% of epochs" in figure.get_suptitle()
+
+
+def test_a_resumed_runs_repeated_epochs_are_drawn_once_with_their_last_values():
+    resumed = pd.DataFrame(  # killed after epoch 10, resumed from the state saved at 8
+        {"epoch": [*range(1, 11), 9, 10], "val_iou": [0.1] * 8 + [0.35, 0.5, 0.21, 0.22]}
+    )
+    histories = {Cell("FPN", "t1", 1, "baseline_equal", "baseline"): resumed}
+    chosen = study(seeds=[1], folds={"t1": FOLDS["t1"]})
+    table = convergence_table(histories, chosen.convergence)
+    (panel,) = (ax for ax in convergence_figure(histories, table, chosen).axes if ax.get_visible())
+    (line,) = panel.get_lines()
+    assert list(line.get_xdata()) == list(range(1, 11))
+    assert list(line.get_ydata()) == pytest.approx([0.1] * 8 + [0.21, 0.22])
+    assert panel.get_title() == "FPN, t1: +0.1200 (fails)"  # 0.22 - 0.1 from epoch 8
+
+
+def test_one_fold_and_seed_are_counted_in_the_singular():
+    chosen = study(seeds=[1], folds={"t1": FOLDS["t1"]})
+    assert pair_count(chosen) == "1 pair: 1 fold × 1 seed"
+    assert pair_count(study()) == "4 pairs: 2 folds × 2 seeds"
+
+
+def test_no_reference_history_is_refused():
+    with pytest.raises(ValueError, match="no reference run's history"):
+        convergence_figure({}, pd.DataFrame(), study())

@@ -20,7 +20,7 @@ from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from efm_seg.study.cells import StaleCellError
+from efm_seg.study.cells import SUMMARY_LAYOUT, StaleCellError
 from efm_seg.training import stage as study_nodes  # the study nodes train through it
 from tests.conftest import kedro_run, latest_version, saved_versions
 
@@ -197,6 +197,15 @@ def test_a_study_continued_with_another_grid_summarizes_that_grid(
     continue_study()
     assert len(saved_versions(project, "08_reporting/study/per_seed.csv")) == len(versions) + 2
     assert set(pd.read_csv(study_output(project, "paired.csv"))["confidence"]) == {0.8}
+    # A summary written by an older efm-seg (its tables and figure laid out otherwise): written
+    # again in this version's layout.
+    record = project / "data/local/08_reporting/study/cells.json"
+    made_from = json.loads(record.read_text())
+    made_from["settings"]["layout"] = 1
+    record.write_text(json.dumps(made_from))
+    continue_study()
+    assert len(saved_versions(project, "08_reporting/study/per_seed.csv")) == len(versions) + 3
+    assert json.loads(record.read_text())["settings"]["layout"] == SUMMARY_LAYOUT
 
 
 def test_the_pipeline_is_the_grid_of_the_session(study_run: Path, monkeypatch):

@@ -99,12 +99,18 @@ StudySummary = tuple[
 fold, the Markdown tables, the figure, and the cells' record."""
 
 
+SUMMARY_LAYOUT = 2
+"""The version of the summary's tables and figure: raised when what they show changes, so that a
+study continued after an upgrade writes its summary again (2: each pair in the figure)."""
+
+
 def summary_settings(study: StudyParams) -> dict[str, Any]:
-    """The study settings that change a summary of the same cells."""
+    """The study settings (and the summary's layout) that change a summary of the same cells."""
     return {
         "tta": study.tta,
         "confidence": study.confidence,
         "convergence": study.convergence.model_dump(),
+        "layout": SUMMARY_LAYOUT,
     }
 
 

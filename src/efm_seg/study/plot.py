@@ -75,7 +75,10 @@ def pair_count(study: StudyParams) -> str:
     if not study.folds:
         return f"{seeds} seed{'s' * (seeds != 1)}"
     folds = len(study.folds)
-    return f"{folds * seeds} pairs: {folds} folds × {seeds} seed{'s' * (seeds != 1)}"
+    return (
+        f"{folds * seeds} pair{'s' * (folds * seeds != 1)}: {folds} fold{'s' * (folds != 1)} "
+        f"× {seeds} seed{'s' * (seeds != 1)}"
+    )
 
 
 def convergence_figure(
@@ -87,6 +90,8 @@ def convergence_figure(
     :func:`~efm_seg.study.convergence.convergence_table`)."""
     rule = study.convergence
     panels = list(dict.fromkeys((cell.arch, cell.fold) for cell in histories))
+    if not panels:
+        raise ValueError("no reference run's history to draw (study.check_convergence)")
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
     fig = Figure(figsize=(4.2 * columns, 3.0 * rows + 0.6), layout="constrained")
@@ -96,14 +101,18 @@ def convergence_figure(
         judged = table[(table["arch"] == arch) & (table["fold"] == fold)]
         for cell, history in histories.items():
             if (cell.arch, cell.fold) == (arch, fold):
-                ax.plot(
-                    history["epoch"], history["val_iou"], linewidth=1.0, label=f"seed {cell.seed}"
-                )
+                # A resumed run repeats the epochs it trained again: its last record counts
+                # (as in convergence_table).
+                curve = history.drop_duplicates("epoch", keep="last").sort_values("epoch")
+                ax.plot(curve["epoch"], curve["val_iou"], linewidth=1.0, label=f"seed {cell.seed}")
+        title = f"{arch}, {fold}"
         if not judged.empty:
+            for window in judged[["from_epoch", "epochs"]].drop_duplicates().itertuples():
+                ax.axvspan(window.from_epoch, window.epochs, color="0.85", zorder=0)
             first = judged.iloc[0]
-            ax.axvspan(first["from_epoch"], first["epochs"], color="0.85", zorder=0)
             verdict = "fails" if bool(first["fold_fails"]) else "plateaued"
-            ax.set_title(f"{arch}, {fold}: {first['fold_gain']:+.4f} ({verdict})", fontsize=10)
+            title += f": {first['fold_gain']:+.4f} ({verdict})"
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel("validation IoU", fontsize=8)
         ax.tick_params(labelsize=8)
