@@ -10,6 +10,7 @@ from scipy import stats
 from efm_seg.study.analysis import (
     METRICS,
     detectable_difference,
+    holm,
     pair_differences,
     paired_differences,
     per_fold_differences,
@@ -138,3 +139,61 @@ def test_each_pairs_difference_is_kept_by_fold_and_seed():
     assert list(miou["difference"]) == pytest.approx([0.01, 0.06])
     ece = table[table["metric"] == "ece"]
     assert list(ece["fold"]) == ["a"]  # a NaN is no difference
+
+
+def test_holm_adjusts_a_family_step_down_and_leaves_nan_out():
+    assert holm([0.01, 0.04, 0.03, float("nan")]) == pytest.approx(
+        [0.03, 0.06, 0.06, float("nan")], nan_ok=True
+    )
+    assert holm([0.2, 0.3]) == pytest.approx([0.4, 0.4])  # never below an earlier step
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+
+
+def test_each_comparison_has_its_paired_t_tests_p_value_adjusted_over_the_runs():
+    ref = [0.50, 0.60, 0.55]
+    runs = {
+        ("ohem", "baseline"): [0.52, 0.65, 0.58],
+        ("focal", "baseline"): [0.49, 0.61, 0.54],
+        ("lovasz", "baseline"): [0.50, 0.60, 0.55],  # no difference at all
+    }
+    table = paired_differences(
+        per_seed_rows({("baseline_equal", "baseline"): ref} | runs),
+        "baseline_equal",
+        "baseline",
+        0.95,
+    )
+    miou = table[table["metric"] == "miou"].set_index("run")
+    for (run, _), values in runs.items():
+        diffs = np.subtract(values, ref)
+        expected = 1.0 if not diffs.any() else stats.ttest_1samp(diffs, 0.0).pvalue
+        assert miou.loc[run, "p"] == pytest.approx(expected)
+    assert list(miou["p_holm"]) == pytest.approx(holm(list(miou["p"])))
+    assert (miou["p_holm"] >= miou["p"]).all() and miou["p_holm"].gt(miou["p"]).any()
+    # Another metric is another family.
+    ece = table[table["metric"] == "ece"].set_index("run")
+    assert list(ece["p_holm"]) == pytest.approx(holm(list(ece["p"])))
+
+
+def test_the_power_table_shows_the_holm_adjusted_p_value():
+    from efm_seg.parameters import StudyParams
+    from efm_seg.study.markdown import study_markdown
+
+    study = StudyParams.model_validate(
+        {
+            "architectures": ["FPN"],
+            "seeds": [1, 2, 3],
+            "epochs": {"baseline": 4, "efm": 4, "finetune": 2},
+            "variants": {"ohem": {}},
+        }
+    )
+    per_seed = per_seed_rows(
+        {("baseline_equal", "baseline"): [0.50, 0.60, 0.55], ("ohem", "baseline"): [0.6] * 3}
+    ).assign(fold="split")
+    paired = paired_differences(per_seed, "baseline_equal", "baseline", 0.95)
+    text = study_markdown(study, summary_table(per_seed), paired, per_seed)
+    power = text[text.index("### Power") :]
+    header = next(line for line in power.splitlines() if line.startswith("| run"))
+    assert "mIoU p (Holm)" in header and "Boundary IoU p (Holm)" in header
+    row = next(line for line in power.splitlines() if line.startswith("| ohem"))
+    p = paired.set_index("metric").loc["miou", "p_holm"]
+    assert f"{p:.3f}" in row

@@ -75,6 +75,29 @@ def detectable_difference(sd: float, pairs: int, confidence: float, power: float
     return float(quantiles * sd / math.sqrt(pairs))
 
 
+def paired_p_value(differences: Sequence[float]) -> float:
+    """Two-sided p-value of a paired t test that the mean difference is 0 (NaN for fewer than
+    two pairs; 1 when every difference is 0, 0 when they are all the same non-zero value)."""
+    data = np.asarray(differences, dtype=float)
+    if len(data) < 2:
+        return math.nan
+    if np.ptp(data) == 0:  # no spread: the t statistic is 0/0 or ±inf
+        return 1.0 if data[0] == 0 else 0.0
+    return float(stats.ttest_1samp(data, 0.0).pvalue)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (NaN ones left out of the family
+    and kept NaN): the family-wise error rate stays at the level for any dependence."""
+    order = [i for i in np.argsort(p_values, kind="stable") if not math.isnan(p_values[i])]
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def pair_differences(per_seed: pd.DataFrame, reference: str, reference_stage: str) -> pd.DataFrame:
     """Each cell's difference from the reference's cell of its architecture, fold and seed.
 
@@ -117,7 +140,10 @@ def paired_differences(
         interval, the pairs (fold × seed, ``seeds``), how many favour the run (``better``:
         higher, or lower for ECE), the paired differences' standard deviation (``sd``) and
         the smallest difference this many pairs detect at 80 % power (``detectable``,
-        :func:`detectable_difference`).
+        :func:`detectable_difference`), the paired t test's two-sided p-value (``p``) and the
+        same adjusted by Holm's method over every run and stage compared on that metric for
+        that architecture (``p_holm``): with many runs compared, one interval in twenty
+        excludes 0 by chance at 95 %.
     """
     rows = []
     pairs = pair_differences(per_seed, reference, reference_stage)
@@ -143,9 +169,15 @@ def paired_differences(
                     "better": int(sum(sign * d > 0 for d in diffs)),
                     "sd": sd,
                     "detectable": detectable_difference(sd, len(diffs), confidence),
+                    "p": paired_p_value(diffs),
                 }
             )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["p_holm"] = table.groupby(["arch", "metric"], sort=False)["p"].transform(
+            lambda p: holm(list(p))
+        )
+    return table
 
 
 def per_fold_differences(

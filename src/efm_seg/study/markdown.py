@@ -185,6 +185,16 @@ def _per_fold_section(per_fold: pd.DataFrame, order: list[str]) -> list[str]:
     return lines
 
 
+def _value_text(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.4f}"
+
+
+def _p_text(value: float) -> str:
+    if pd.isna(value):
+        return "n/a"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def _power_section(diffs: pd.DataFrame, confidence: float, order: list[str]) -> list[str]:
     """The paired differences' spread, and the smallest difference each comparison detects."""
     chosen = diffs[diffs["metric"].isin(POWERED)].assign(
@@ -197,16 +207,27 @@ def _power_section(diffs: pd.DataFrame, confidence: float, order: list[str]) -> 
         rows = chosen[chosen["metric"] == metric].set_index("label")
         columns[f"{METRICS[metric]} sd"] = rows["sd"]
         columns[f"{METRICS[metric]} detectable"] = rows["detectable"]
+        if "p_holm" in rows:
+            columns[f"{METRICS[metric]} p (Holm)"] = rows["p_holm"]
     shown = set(chosen["label"])
     table = pd.DataFrame(columns).reindex([label for label in order if label in shown])
     table.index.name = "run"
+    shown_table = pd.DataFrame(
+        {
+            name: values.map(_p_text if name.endswith("(Holm)") else _value_text)
+            for name, values in table.items()
+        },
+        index=table.index,
+    )
     return [
         "### Power",
         "",
         f"The paired differences' standard deviation, and the smallest true difference a paired "
         f"t test over these seeds detects with 80 % power ({1 - confidence:.0%} two-sided). "
-        "A difference below it can go unseen.",
+        "A difference below it can go unseen. p (Holm): the paired t test's p-value adjusted "
+        "for every run compared on the metric; with many runs, an interval that excludes 0 by "
+        "chance is likely somewhere, and this says whether one holds once that is allowed for.",
         "",
-        to_markdown(table.map(lambda v: "n/a" if pd.isna(v) else f"{v:.4f}"), index=True),
+        to_markdown(shown_table, index=True),
         "",
     ]
