@@ -8,6 +8,7 @@ to compare what does not share one lineage, before writing anything, and name th
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -105,6 +106,8 @@ def test_the_report_says_where_everything_comes_from(demo_run):
     assert run_info["run_id"] == run_id and run_info["env"] == "local"
     assert run_info["data_root"] == "data/local" and run_info["inputs"] == {}
     assert set(run_info["packages"]) >= {"torch", "segmentation-models-pytorch", "kedro", "efm-seg"}
+    processor = run_info["machine"]["processor"]
+    assert processor and run_info["machine"]["logical_cpus"] == os.cpu_count()
     for stage, epochs in (("baseline", 2), ("efm", 2), ("finetune", 1)):
         stage_record = record["stages"][stage]
         assert stage_record["training_run"] == stage_record["evaluation_run"] == run_id
@@ -114,7 +117,10 @@ def test_the_report_says_where_everything_comes_from(demo_run):
         assert stage_record["recipe"]["epochs"] == epochs  # the stage's own, not the shared 4
     assert record["stages"]["finetune"]["recipe"]["efm"]["source"] == "online"
     html = latest_version(demo_run, "data/local/08_reporting/report.html").read_text()
-    for text in ("Provenance", run_id, "data/local", "auto → cpu", "Effective training recipe"):
+    for stage in ("baseline", "efm", "finetune"):  # each stage's training run's machine
+        assert record["stages"][stage]["machine"] == run_info["machine"]
+    for text in ("Provenance", run_id, "data/local", "auto → cpu", "Effective training recipe",
+                 "Software and machine", processor):  # fmt: skip
         assert text in html, text
     markdown = latest_version(demo_run, "data/local/08_reporting/tables.md").read_text()
     assert "# Provenance" in markdown and run_id in markdown

@@ -8,8 +8,15 @@ import subprocess
 import pytest
 
 from efm_seg.basics.lineage import LineageError, check_stages, digest, split_fingerprint
-from efm_seg.basics.provenance import describe_commit, git_state, package_versions, run_id_of
-from efm_seg.reporting.provenance_tables import provenance_tables, recipe_table
+from efm_seg.basics.provenance import (
+    describe_commit,
+    git_state,
+    machine_facts,
+    package_versions,
+    processor_name,
+    run_id_of,
+)
+from efm_seg.reporting.provenance_tables import provenance_tables, recipe_table, software_table
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -38,6 +45,28 @@ def test_package_versions_cover_what_decides_a_result():
     versions = package_versions()
     for name in ("python", "efm-seg", "kedro", "torch", "segmentation-models-pytorch"):
         assert versions[name] and versions[name] != "not installed", name
+
+
+def test_the_machine_is_named_by_its_processor(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Test CPU 9000\n\n")
+    assert processor_name(cpuinfo) == "Test CPU 9000"
+    # Elsewhere (no /proc, or no model name in it) the platform's name stands in.
+    assert processor_name(tmp_path / "absent") and processor_name(tmp_path / "absent") != "Test"
+    cpuinfo.write_text("processor\t: 0\n")
+    assert processor_name(cpuinfo) == processor_name(tmp_path / "absent")
+    facts = machine_facts()
+    assert facts["processor"] and facts["logical_cpus"] >= 1 and facts["system"]
+
+
+def test_the_software_table_shows_each_runs_machine_and_copes_with_runs_without_one():
+    report = {"packages": {"torch": "2"}, "machine": {"processor": "A", "logical_cpus": 2}}
+    stages = {"baseline": {"packages": {"torch": "1"}}}  # recorded before machines were
+    table = software_table(report, stages).set_index("item")
+    assert table.loc["torch"].tolist() == ["2", "1"]
+    assert table.loc["processor"].tolist() == ["A", "–"]
+    assert table.loc["logical CPUs", "this report"] == "2"
+    assert table.loc["system", "this report"] == "–"
 
 
 def test_a_node_without_a_run_id_is_told_where_it_comes_from():

@@ -1,7 +1,9 @@
-"""Run provenance without Kedro: package versions, the git state, and the run id of run_info."""
+"""Run provenance without Kedro: package versions, the machine, the git state, and the run id of
+run_info."""
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -27,6 +29,29 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def processor_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_facts() -> dict[str, Any]:
+    """The machine a run ran on. The same seed gives slightly different numbers on another
+    processor (its floating-point kernels differ), so a rerun that does not match to the last
+    digit can be told apart from a changed recipe."""
+    return {
+        "processor": processor_name(),
+        "logical_cpus": os.cpu_count(),
+        "system": platform.platform(),
+    }
 
 
 def git_state(path: Path) -> dict[str, Any] | None:

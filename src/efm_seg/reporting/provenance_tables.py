@@ -8,7 +8,7 @@ Input: the ``report_provenance`` record built by the reporting pipeline (see
      "stages": {<stage>: {"training_run", "started_from", "device", "precision", "epochs_run",
                           "best_epoch", "image_size", "train_seconds", "evaluation_run",
                           "evaluation_device", "evaluation_seconds", "git", "packages",
-                          "recipe": {...}}}}
+                          "machine", "recipe": {...}}}}
 
 Plain functions without Kedro, like the rest of :mod:`efm_seg.reporting`.
 """
@@ -162,17 +162,24 @@ def inputs_table(run: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(sorted(inputs.items()), columns=["dataset", "version"])
 
 
-def packages_table(run: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Package versions of the report's run and of each stage's training run."""
-    columns = {"this report": run.get("packages") or {}}
-    columns |= {stage_label(s): r.get("packages") or {} for s, r in stages.items()}
-    names = list(dict.fromkeys(name for versions in columns.values() for name in versions))
-    return pd.DataFrame(
-        [
-            {"package": name, **{c: versions.get(name, "–") for c, versions in columns.items()}}
-            for name in names
-        ]
-    )
+MACHINE_ROWS = (("processor", "processor"), ("logical CPUs", "logical_cpus"), ("system", "system"))
+
+
+def software_table(run: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Package versions and machine of the report's run and of each stage's training run."""
+    runs = {"this report": run} | {stage_label(s): r for s, r in stages.items()}
+    packages = {column: r.get("packages") or {} for column, r in runs.items()}
+    names = list(dict.fromkeys(name for versions in packages.values() for name in versions))
+    rows = [
+        {"item": name, **{c: versions.get(name, "–") for c, versions in packages.items()}}
+        for name in names
+    ]
+    # Runs recorded before the machine was part of provenance have none: their cells say "–".
+    rows += [
+        {"item": label, **{c: _text((r.get("machine") or {}).get(key)) for c, r in runs.items()}}
+        for label, key in MACHINE_ROWS
+    ]
+    return pd.DataFrame(rows)
 
 
 def data_table(data: Mapping[str, Any]) -> pd.DataFrame:
@@ -225,8 +232,9 @@ def provenance_tables(provenance: Mapping[str, Any]) -> list[Table]:
             inputs_table(run),
         ),
         (
-            "Packages",
-            "The software of the report's run and of the run that trained each stage.",
-            packages_table(run, stages),
+            "Software and machine",
+            "The packages and the machine of the report's run and of the run that trained each "
+            "stage. The same seed gives slightly different numbers on another processor.",
+            software_table(run, stages),
         ),
     ]

@@ -111,8 +111,11 @@ def train_stage(
             "dataset": config_fingerprint(as_mapping(dataset)),
             "init": init,
         },
-        # The run that trained it: when, where, from which code and packages.
-        "run": {key: run_info.get(key) for key in ("run_id", "started", "env", "git", "packages")},
+        # The run that trained it: when, where, from which code and packages, on what machine.
+        "run": {
+            key: run_info.get(key)
+            for key in ("run_id", "started", "env", "git", "packages", "machine")
+        },
     }
     logger.info(
         "%s: best validation IoU %.4f at epoch %d",

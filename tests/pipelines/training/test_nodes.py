@@ -21,6 +21,7 @@ RUN_INFO = {
     "env": "local",
     "git": {"commit": "abc", "dirty": False},
     "packages": {"torch": "x"},
+    "machine": {"processor": "Test CPU", "logical_cpus": 2, "system": "Linux"},
 }
 
 CONF = Path(__file__).resolve().parents[3] / "conf" / "base"

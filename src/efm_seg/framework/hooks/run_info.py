@@ -13,6 +13,8 @@
   else it reads, it wrote itself;
 - ``packages``: the versions of Python, efm-seg, kedro, torch, segmentation-models-pytorch,
   torchmetrics and albumentations.
+- ``machine``: the processor, its logical CPUs and the operating system (a seeded run repeated
+  on another processor differs in the last digits).
 
 Training records the run id in its checkpoint (lineage), evaluation in its tables, and the
 report shows all of it in its provenance section.
@@ -28,7 +30,12 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
 
-from efm_seg.basics.provenance import describe_commit, git_state, package_versions
+from efm_seg.basics.provenance import (
+    describe_commit,
+    git_state,
+    machine_facts,
+    package_versions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,7 @@ def run_info(
         "git": git_state(project_path),
         "inputs": input_versions(pipeline, catalog, run_params.get("load_versions")),
         "packages": package_versions(),
+        "machine": machine_facts(),
     }
 
 

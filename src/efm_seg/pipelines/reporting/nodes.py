@@ -97,7 +97,7 @@ def collect_provenance(
     Returns:
         The report's provenance: this run's ``run_info``, the data fingerprints, and per stage
         the training and evaluation runs, the checkpoint it started from, device, precision,
-        epochs, best epoch, durations, git commit, packages and effective recipe.
+        epochs, best epoch, durations, git commit, packages, machine and effective recipe.
     """
     stages = check_stage_rows(evaluation_metrics, "evaluation_metrics")
     absent = [s for s in MODELS if s not in stages]
@@ -165,6 +165,7 @@ def collect_provenance(
             "evaluation_seconds": _plain(row.get("seconds")),
             "git": (record.get("run") or {}).get("git"),
             "packages": (record.get("run") or {}).get("packages"),
+            "machine": (record.get("run") or {}).get("machine"),
             "recipe": recipe,
             "evaluation_settings": json.loads(str(predictions[stage]["evaluation_settings"]))
             if "evaluation_settings" in predictions[stage]
