@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -120,7 +121,7 @@ def test_the_report_says_where_everything_comes_from(demo_run):
     for stage in ("baseline", "efm", "finetune"):  # each stage's training run's machine
         assert record["stages"][stage]["machine"] == run_info["machine"]
     for text in ("Provenance", run_id, "data/local", "auto → cpu", "Effective training recipe",
-                 "Software and machine", processor):  # fmt: skip
+                 "Software and machine", escape(processor)):  # fmt: skip
         assert text in html, text
     markdown = latest_version(demo_run, "data/local/08_reporting/tables.md").read_text()
     assert "# Provenance" in markdown and run_id in markdown

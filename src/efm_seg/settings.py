@@ -31,7 +31,7 @@ CONFIG_LOADER_ARGS = {
 #   (--load-versions), refused before anything is written;
 # - RunLockHook: one writing run per data root (data/<env>), taken before the other hooks'
 #   pre-run work and given back if any refuses the run;
-# - RunInfoHook: the run's id, code and package versions, into the catalog's `run_info`;
+# - RunInfoHook: the run's id, code, package versions and machine, into the catalog's `run_info`;
 # - StudyGridHook: the study pipeline's grid from the running session's `study` block;
 # - TrackingHook: MLflow tracking (the `mlflow` extra) through kedro-mlflow's hook, with the
 #   stages' nested runs and artifacts; obeys params:tracking.enabled.

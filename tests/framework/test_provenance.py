@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import shutil
 import subprocess
 
@@ -52,11 +54,14 @@ def test_the_machine_is_named_by_its_processor(tmp_path):
     cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Test CPU 9000\n\n")
     assert processor_name(cpuinfo) == "Test CPU 9000"
     # Elsewhere (no /proc, or no model name in it) the platform's name stands in.
-    assert processor_name(tmp_path / "absent") and processor_name(tmp_path / "absent") != "Test"
+    assert processor_name(tmp_path / "absent") == (
+        platform.processor() or platform.machine() or "unknown"
+    )
     cpuinfo.write_text("processor\t: 0\n")
     assert processor_name(cpuinfo) == processor_name(tmp_path / "absent")
     facts = machine_facts()
-    assert facts["processor"] and facts["logical_cpus"] >= 1 and facts["system"]
+    assert facts["processor"] and facts["system"]
+    assert 1 <= facts["logical_cpus"] <= os.cpu_count()
 
 
 def test_the_software_table_shows_each_runs_machine_and_copes_with_runs_without_one():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from efm_seg.basics.provenance import processor_name
 from efm_seg.training.resume import ResumeMismatchError, StateFile
 from efm_seg.training.trainer import Trainer
 from tests.conftest import write_tiny_store
@@ -42,7 +43,8 @@ def trainer(store, cfg, state_file=None, key=None) -> Trainer:
 
 
 def without_time(history):
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+    # Where each epoch ran (``hardware``) is asserted on its own.
+    return [{k: v for k, v in row.items() if k not in ("seconds", "hardware")} for row in history]
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +70,14 @@ def test_a_stage_resumed_after_a_crash_ends_as_an_uninterrupted_one(
         first.fit()
     assert torch.load(state_file.path, weights_only=True)["epoch"] == crash_epoch - 1
 
+    second = trainer(store, config(), state_file)
+    second.hardware = "Another processor"  # resumed on another machine
     with caplog.at_level("INFO"):
-        result = trainer(store, config(), state_file).fit()
+        result = second.fit()
     assert f"resumed from {state_file.path} after epoch {crash_epoch - 1} of 4" in caplog.text
+    assert [row["hardware"] for row in result.history] == [processor_name()] * (crash_epoch - 1) + [
+        "Another processor"
+    ] * (4 - crash_epoch + 1)
     assert without_time(result.history) == without_time(uninterrupted.history)
     for name, tensor in uninterrupted.checkpoint["state_dict"].items():
         assert torch.equal(result.checkpoint["state_dict"][name], tensor), name

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from efm_seg.basics.mappings import deep_merge
+from efm_seg.basics.provenance import processor_name
 from efm_seg.data.samples import EncodedSample, write_store
 from efm_seg.efm import EFMLoss, fingerprint_map
 from efm_seg.loading import SegmentationSamples
@@ -280,6 +281,7 @@ def test_history_schedule_and_snapshots(per_sample):
     assert history[0]["lr"] == 5e-4 and history[-1]["lr"] < history[0]["lr"]  # cosine
     for key in ("train_loss", "val_loss", "val_iou", "val_f1", "val_accuracy", "seconds"):
         assert all(np.isfinite(r[key]) for r in history), key
+    assert all(r["hardware"] == processor_name() for r in history)  # where each epoch ran
     snapshots = per_sample.result.snapshots
     assert snapshots["epochs"].tolist() == [2, 4]
     assert snapshots["efm"].shape == (2, 2, 64, 64) and snapshots["efm"].dtype == np.uint8

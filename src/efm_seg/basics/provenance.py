@@ -47,11 +47,11 @@ def machine_facts() -> dict[str, Any]:
     """The machine a run ran on. The same seed gives slightly different numbers on another
     processor (its floating-point kernels differ), so a rerun that does not match to the last
     digit can be told apart from a changed recipe."""
-    return {
-        "processor": processor_name(),
-        "logical_cpus": os.cpu_count(),
-        "system": platform.platform(),
-    }
+    try:  # the CPUs this process may use (affinity, a container's cpuset), not the host's
+        cpus: int | None = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count()
+    return {"processor": processor_name(), "logical_cpus": cpus, "system": platform.platform()}
 
 
 def git_state(path: Path) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm.auto import tqdm
 
+from efm_seg.basics.provenance import processor_name
 from efm_seg.data.imagery import describe_bands
 from efm_seg.data.samples import SampleStore
 from efm_seg.efm import (
@@ -116,6 +117,13 @@ def epoch_scores(confusion: torch.Tensor) -> dict[str, float]:
     """
     overall, _ = scores_from_confusion(confusion)
     return {"accuracy": overall["accuracy"], "iou": overall["miou"], "f1": overall["mf1"]}
+
+
+def hardware_name(device: torch.device) -> str:
+    """What computes on ``device``: the GPU's name and CUDA version, else the processor's."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return processor_name()
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -237,6 +245,7 @@ class Trainer:
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", distributed.local_rank())
             torch.cuda.set_device(self.device)
+        self.hardware = hardware_name(self.device)
         self.amp_dtype, use_scaler = resolve_precision(config, self.device)
         generator = seed_everything(config.seed)
         # In this order: the model is built right after seeding, so that stages with the same
@@ -527,6 +536,9 @@ class Trainer:
             }
             if self.run_id is not None:  # a resumed stage keeps the ids of earlier runs' epochs
                 row["run_id"] = self.run_id
+            # Where the epoch ran: a stage resumed on another machine continues with slightly
+            # different numbers (floating-point kernels differ), and its rows show from when.
+            row["hardware"] = self.hardware
             state.history.append(row)
             self._log(
                 "%s epoch %d/%d: train loss %.4f IoU %.3f | val loss %.4f IoU %.3f F1 %.3f "
