@@ -48,6 +48,8 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
     runs.append(("ddp", ["bench_ddp", "--epochs", "3" if quick else "4"]))
     # Saving the resumable state every epoch against every 10, at the evidence study's size.
     runs.append(("resume", ["bench_resume", "--repeats", "1" if quick else "3"]))
+    # AdamW's step on the CPU: torch's default (per tensor) against foreach and fused.
+    runs.append(("optimizer", ["bench_optimizer", "--repeats", "3" if quick else "10"]))
     # How long `kedro --help` and `kedro registry list` take to start (no torch).
     runs.append(("cli", ["bench_cli", "--repeats", "3" if quick else "7"]))
     return runs
@@ -168,6 +170,16 @@ def markdown(results: dict[str, Any]) -> str:
             f"{resume['ratio']:.3f}", "reported",
             f"one save of {resume['state_mb']:.0f} MB: {resume['save_s']} s; "
             f"{resume[f'epoch_s_every_{every}']} s vs {resume['epoch_s_every_1']} s per epoch",
+        ))  # fmt: skip
+    if "optimizer" in b:
+        opt = b["optimizer"]
+        steps = ", ".join(f"{name} {seconds} s" for name, seconds in opt["step_s"].items())
+        lines.append(_row(
+            f"AdamW step, fused / default (FPN-{opt['setup']['encoder']} "
+            f"{opt['setup']['size']}², batch {opt['setup']['batch']})",
+            f"{opt['ratio_to_default']['fused']:.3f}", "reported",
+            f"{steps}; the default step is {opt['default_share_of_step']:.0%} of a training "
+            f"step ({opt['train_step_s']} s forward and backward)",
         ))  # fmt: skip
     if "cli" in b:
         cli = b["cli"]["commands"]
