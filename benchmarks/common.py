@@ -12,17 +12,9 @@ from typing import Any
 
 import torch
 
+from efm_seg.basics.provenance import processor_name
+
 MIB = 1024.0**2
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _memory_gib() -> float | None:
@@ -40,7 +32,7 @@ def machine() -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
-        "cpu": _cpu_model(),
+        "cpu": processor_name(),
         "cores": cores,
         "memory_gib": _memory_gib(),
         "gpu": gpu,
