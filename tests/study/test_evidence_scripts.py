@@ -1,0 +1,138 @@
+"""The evidence study's own scripts (docs/study/2026-12-06-evidence): the blind power check,
+on a study output folder laid out as the catalog writes it (versioned scores per cell)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+STUDY = Path(__file__).resolve().parents[2] / "docs" / "study" / "2026-12-06-evidence"
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(name, STUDY / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_scores(root: Path, fold: str, seed: int, run: str, miou: float, version: str) -> None:
+    folder = root / "FPN" / fold / f"seed{seed}" / run / "baseline" / "scores.csv" / version
+    folder.mkdir(parents=True)
+    rows = [
+        {"stage": "baseline", "tta": tta, "miou": miou + (0.5 if not tta else 0.0),
+         "boundary_iou": 0.2, "checkpoint_epoch": 180, "checkpoint_run": version,
+         "arch": "FPN", "fold": fold, "seed": seed, "run": run}
+        for tta in (False, True)
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(folder / "scores.csv", index=False)
+
+
+@pytest.fixture(params=[0.02, 0.004], ids=["spread", "tight"])
+def study_output(tmp_path, request):
+    """Twelve pairs whose mIoU differences (with TTA) are known; the reference written in
+    reverse fold order, and an older version of one cell that must not be read."""
+    rng = np.random.default_rng(0)
+    differences = {}
+    for k, fold in enumerate(f"t{i}" for i in range(6, 0, -1)):
+        for seed in (2, 1):
+            reference = 0.3 + 0.01 * k
+            differences[fold, seed] = float(rng.normal(0.004, request.param))
+            write_scores(
+                tmp_path, fold, seed, "baseline_equal", reference, "2026-12-07T01.00.00.000Z"
+            )
+            write_scores(
+                tmp_path, fold, seed, "efm_one_run", reference + differences[fold, seed],
+                "2026-12-07T02.00.00.000Z",
+            )  # fmt: skip
+    write_scores(tmp_path, "t1", 1, "efm_one_run", 0.9, "2026-12-06T20.00.00.000Z")  # older
+    return tmp_path, differences
+
+
+def test_the_power_check_prints_the_paired_sd_and_the_verdict_and_never_a_mean(
+    study_output, capsys, request
+):
+    root, differences = study_output
+    assert script("power_check").main(root) == 0
+    printed = capsys.readouterr().out
+    sd = np.std(list(differences.values()), ddof=1)
+    assert "12 of 12 pairs" in printed
+    assert f"{sd:.4f}" in printed
+    expected = "add seeds 3 and 4" if request.node.callspec.id == "spread" else "the 12 pairs stand"
+    assert expected in printed
+    mean = np.mean(list(differences.values()))
+    assert f"{mean:.3f}" not in printed and f"{mean:.4f}" not in printed
+
+
+def test_the_power_rule_waits_for_all_twelve_pairs(study_output, capsys):
+    root, _ = study_output
+    for version in (root / "FPN/t4/seed2/efm_one_run/baseline/scores.csv").iterdir():
+        (version / "scores.csv").unlink()
+    assert script("power_check").main(root) == 2
+    printed = capsys.readouterr().out
+    assert "11 of 12 pairs" in printed and "paired sd" not in printed
+
+
+def write_history(root: Path, cell: str, rows: list[dict]) -> None:
+    folder = root / "07_model_output" / "study" / cell / "history.csv"
+    for version, kept in (("2026-12-06T20.00.00.000Z", rows[:1]), (rows[-1]["run_id"], rows)):
+        (folder / version).mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(kept).to_csv(folder / version / "history.csv", index=False)
+
+
+def test_collect_copies_the_latest_reports_and_names_each_cells_processors(tmp_path):
+    data, dest = tmp_path / "data", tmp_path / "dest"
+    dest.mkdir()
+    (data / "08_reporting" / "study").mkdir(parents=True)
+    (data / "study_invocations.log").write_text(
+        "2026-12-06T23:13:56Z start --tags study.run.baseline_equal\n"
+        "(the invocation above ran on Intel(R) Xeon(R) Processor, 2 CPUs)\n"
+        "(the invocation above was killed with its session)\n"
+        "2026-12-07T02:13:11Z start on AMD EPYC 7B13 (2 CPUs): --tags study.run.efm_one_run\n"
+        "2026-12-07T03:13:11Z end rc=0 wall_s=3600 --tags study.run.efm_one_run\n"
+        "2026-12-07T04:00:00Z start on AMD EPYC 7B13 (2 CPUs): \n"
+        "2026-12-07T04:10:00Z end (stopped by TERM) wall_s=600 \n"
+    )
+    for name, versions in (("per_seed.csv", ["2026-12-07T01", "2026-12-07T03"]),
+                           ("tables.md", ["2026-12-07T03"])):  # fmt: skip
+        for version in versions:
+            folder = data / "08_reporting" / "study" / name / version
+            folder.mkdir(parents=True)
+            (folder / name).write_text(version)
+    first, second = "2026-12-06T23.13.58.228Z", "2026-12-07T02.13.14.376Z"
+    write_history(
+        data, "FPN/t1/seed1/baseline_equal/baseline",
+        [{"epoch": e, "seconds": 2.0, "run_id": first} for e in (1, 2)]
+        + [{"epoch": 3, "seconds": 3.0, "run_id": second, "hardware": "AMD EPYC 7B13"}],
+    )  # fmt: skip
+    write_history(
+        data, "FPN/t1/seed2/full/efm",
+        [{"epoch": e, "seconds": 1.5, "run_id": second, "hardware": "NVIDIA H100 (CUDA 13.0)"}
+         for e in (1, 2)],
+    )  # fmt: skip
+
+    assert script("collect").main(data, dest) == 0
+
+    assert (dest / "per_seed.csv").read_text() == "2026-12-07T03"  # the latest version
+    assert (dest / "tables.md").is_file() and not (dest / "ablation.png").exists()
+    table = pd.read_csv(dest / "cells.csv")
+    assert table.to_dict("records") == [
+        {"arch": "FPN", "fold": "t1", "seed": 1, "run": "baseline_equal", "stage": "baseline",
+         "epochs": 3, "train_s": 7.0, "invocations": 2,
+         "processors": "Intel(R) Xeon(R) Processor; AMD EPYC 7B13"},
+        {"arch": "FPN", "fold": "t1", "seed": 2, "run": "full", "stage": "efm",
+         "epochs": 2, "train_s": 3.0, "invocations": 1,
+         "processors": "NVIDIA H100 (CUDA 13.0)"},  # what the epochs recorded, not the log
+    ]  # fmt: skip
+    runs = pd.read_csv(dest / "invocations.csv", keep_default_na=False)
+    assert runs["machine"].tolist() == ["Intel(R) Xeon(R) Processor", *["AMD EPYC 7B13"] * 2]
+    assert runs["ended"].tolist() == ["no end logged", "rc=0", "stopped by TERM"]
+    assert runs["wall_s"].tolist() == ["", "3600", "600"]  # whole seconds, none unknown
+    assert runs["arguments"].tolist()[:2] == [
+        "--tags study.run.baseline_equal",
+        "--tags study.run.efm_one_run",
+    ]
