@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from efm_seg.framework.config_loader import ProjectConfigLoader
@@ -49,3 +51,59 @@ def test_the_grid_is_leave_one_tile_out_with_the_one_run_and_alternative_losses(
         "tolerance": 0.005,
         "failing_folds": 2,
     }  # the pre-registered plateau rule
+
+
+def test_the_complete_evidence_grid_summarizes():
+    """The end of the evidence study, without its hours of training: every cell of the grid
+    scored under the recipe the current configuration gives it (fine-tuning from its EFM stage,
+    `init_previous` from the seed's baseline) is one study, and its summary compares every run
+    with the reference on all twelve pairs, in the tables and the figure."""
+    from efm_seg.study.analysis import METRICS
+    from efm_seg.study.convergence import convergence_table
+    from efm_seg.study.grid import REFERENCE, expected_fingerprint
+    from efm_seg.study.summary import summarize
+
+    parameters = loaded("evidence")["parameters"]
+    study = StudyParams.model_validate(parameters["study"])
+    training = parameters["training"]
+    overrides = {stage: parameters[stage]["overrides"] for stage in ("baseline", "efm", "finetune")}
+    grid = list(cells(study))
+    runs = {cell: f"2026-12-07T0{k % 10}.00.00.{k:03d}Z" for k, cell in enumerate(grid)}
+    initialised = {
+        cell for cell in grid
+        if cell.stage == "finetune" or (cell.stage == "efm" and cell.run == "init_previous")
+    }  # fmt: skip
+    rng = np.random.default_rng(1)
+    rows = [
+        {"arch": cell.arch, "fold": cell.fold, "seed": cell.seed, "run": cell.run,
+         "stage": cell.stage, "tta": tta, **{m: rng.uniform(0.1, 0.5) for m in METRICS},
+         "checkpoint_epoch": 180, "checkpoint_run": runs[cell],
+         "init_stage": cell.parent.stage if cell in initialised else "",
+         "init_run": runs[cell.parent] if cell in initialised else "",
+         "recipe": expected_fingerprint(
+             study, cell, training, overrides[cell.stage], parameters["efm_method"]
+         )}
+        for cell in grid
+        for tta in (False, True)
+    ]  # fmt: skip
+    references = {
+        cell: pd.DataFrame({"epoch": range(1, 181), "val_iou": 0.3, "run_id": runs[cell]})
+        for cell in grid
+        if cell.run == REFERENCE
+    }
+    convergence = convergence_table(references, study.convergence)
+
+    per_seed, summary, paired, per_fold, tables, figure, record = summarize(
+        study, training, parameters["efm_method"], *overrides.values(), convergence,
+        *(pd.DataFrame([row]) for row in rows),
+    )  # fmt: skip
+
+    compared = set(study.variants) | {"baseline"}
+    assert len(per_seed) == len(grid) and len(record["cells"]) == len(grid)
+    assert set(summary["seeds"]) == {12}
+    mious = paired[paired["metric"] == "miou"]
+    assert set(mious["run"]) == compared and set(mious["seeds"]) == {12}
+    assert mious["p_holm"].notna().all() and (mious["p_holm"] >= mious["p"]).all()
+    assert per_fold["fold"].nunique() == 6
+    assert all(run in tables for run in compared)
+    assert "12 pairs" in figure.get_suptitle()
