@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(json.dumps({"device": device, **plan.as_dict()}, indent=1), flush=True)
 
     started = time.perf_counter()
-    run(["study"], deep_merge(runtime, {"study": {"seeds": plan.seeds}}))
+    run(["study"], deep_merge(runtime, {"study": planned_seeds(plan)}))
     seconds = time.perf_counter() - started
 
     out.mkdir(parents=True, exist_ok=True)
@@ -127,11 +127,20 @@ def main(argv: list[str] | None = None) -> dict:
         "python": platform.python_version(),
         "plan": plan.as_dict(),
         "study_seconds": round(seconds, 1),
-        "planned_seconds": round(plan.seconds_per_seed * len(plan.seeds), 1),
+        "planned_seconds": round(plan.seconds, 1),
     }
     (out / "run.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"study: {seconds / 60:.1f} min (planned {record['planned_seconds'] / 60:.1f}); {out}")
     return record
+
+
+def planned_seeds(plan) -> dict:
+    """The ``study`` changes that train the seeds ``plan`` kept: ``seeds``, and the extra seeds
+    that fit (none: ``extra_seeds`` off)."""
+    kept: dict = {"seeds": plan.seeds}
+    if plan.extra_seeds or plan.dropped_extra_seeds:  # the configuration has extra seeds
+        kept["extra_seeds"] = {"seeds": plan.extra_seeds} if plan.extra_seeds else None
+    return kept
 
 
 def sized_plan(project: Path, runtime: dict, budget_seconds: float):

@@ -540,6 +540,29 @@ class StudyVariant(Block):
         return value
 
 
+class StudyExtraSeeds(Block):
+    """``study.extra_seeds``: more seeds for some runs only.
+
+    A comparison's power grows with its pairs; when the paired differences spread more than
+    planned, the runs a question turns on can train more seeds without the whole grid doing so.
+    Each run in ``runs`` trains ``study.seeds`` and then ``seeds``; every other run trains
+    ``study.seeds``. A run is compared with the equal-budget baseline on the folds and seeds both
+    trained, so ``runs`` must include ``baseline_equal``, and ``baseline`` when a three-stage
+    variant is listed (its EFM stage follows the seed's baseline stage).
+    """
+
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    runs: list[str] = Field(min_length=1)
+
+    @field_validator("seeds", "runs")
+    @classmethod
+    def _once(cls, value: list[Any]) -> list[Any]:
+        twice = sorted({item for item in value if value.count(item) > 1}, key=str)
+        if twice:
+            raise ValueError(f"lists {', '.join(map(str, twice))} twice: {value}")
+        return value
+
+
 class StudyParams(Block):
     """``study``: the grid of the ``study`` pipeline (architectures × folds × seeds × variants).
 
@@ -552,7 +575,8 @@ class StudyParams(Block):
     changes the paper's stage recipes for the whole study (e.g. an earlier EFM start when the
     epochs are shortened); ``confidence`` is the level of the paired differences' intervals;
     ``convergence`` is the rule by which the reference counts as trained to a plateau
-    (:class:`StudyConvergence`).
+    (:class:`StudyConvergence`); ``extra_seeds`` trains some runs on more seeds than
+    ``seeds`` (:class:`StudyExtraSeeds`).
     """
 
     architectures: list[str] = Field(min_length=1)
@@ -564,6 +588,7 @@ class StudyParams(Block):
     tta: bool = True
     confidence: float = Field(0.95, gt=0, lt=1)
     convergence: StudyConvergence = Field(default_factory=StudyConvergence)
+    extra_seeds: StudyExtraSeeds | None = None
 
     @field_validator("architectures")
     @classmethod
@@ -622,6 +647,53 @@ class StudyParams(Block):
                     "(it names catalog entries and folders)"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _extra_seeds(self) -> StudyParams:
+        extra = self.extra_seeds
+        if extra is None:
+            return self
+        again = [seed for seed in extra.seeds if seed in self.seeds]
+        if again:
+            raise ValueError(
+                f"extra_seeds.seeds: {again} already in study.seeds {self.seeds} (every run "
+                "trains those); extra seeds are the ones only some runs train"
+            )
+        runs = [*STUDY_BASELINES, *self.variants]
+        unknown = [run for run in extra.runs if run not in runs]
+        if unknown:
+            raise ValueError(
+                f"extra_seeds.runs: {', '.join(unknown)} is not a run of the study (its runs: "
+                f"{', '.join(runs)})"
+            )
+        if EQUAL_BUDGET not in extra.runs:
+            raise ValueError(
+                f"extra_seeds.runs: every run is compared with {EQUAL_BUDGET} on the same fold "
+                f"and seed, so the extra seeds must train it too: add {EQUAL_BUDGET}"
+            )
+        staged = [
+            run for run in extra.runs
+            if run in self.variants and not self.variants[run].single_run
+        ]  # fmt: skip
+        if staged and STUDY_BASELINES[0] not in extra.runs:
+            raise ValueError(
+                f"extra_seeds.runs: a three-stage run's EFM stage follows its seed's "
+                f"{STUDY_BASELINES[0]} stage ({', '.join(staged)}), so the extra seeds must train "
+                f"it too: add {STUDY_BASELINES[0]}"
+            )
+        return self
+
+    def run_seeds(self, run: str) -> list[int]:
+        """The seeds ``run`` trains: ``seeds``, then ``extra_seeds.seeds`` if it is listed."""
+        extra = self.extra_seeds
+        if extra is not None and run in extra.runs:
+            return [*self.seeds, *extra.seeds]
+        return list(self.seeds)
+
+    @property
+    def all_seeds(self) -> list[int]:
+        """Every seed some run trains: ``seeds``, then ``extra_seeds.seeds``."""
+        return [*self.seeds, *(self.extra_seeds.seeds if self.extra_seeds else [])]
 
 
 # -- split, evaluation, reporting -----------------------------------------------------------

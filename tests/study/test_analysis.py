@@ -197,3 +197,41 @@ def test_the_power_table_shows_the_holm_adjusted_p_value():
     row = next(line for line in power.splitlines() if line.startswith("| ohem"))
     p = paired.set_index("metric").loc["miou", "p_holm"]
     assert f"{p:.3f}" in row
+
+
+def test_the_tables_say_which_runs_have_extra_seeds_and_pair_each_on_its_own():
+    from efm_seg.parameters import StudyParams
+    from efm_seg.study.markdown import study_markdown
+
+    study = StudyParams.model_validate(
+        {
+            "architectures": ["FPN"],
+            "seeds": [1, 2],
+            "extra_seeds": {"seeds": [3], "runs": ["baseline_equal", "ohem"]},
+            "epochs": {"baseline": 4, "efm": 4, "finetune": 2},
+            "variants": {"ohem": {"single_run": True}, "focal": {"single_run": True}},
+        }
+    )
+    per_seed = per_seed_rows(
+        {
+            ("baseline_equal", "baseline"): [0.50, 0.60, 0.55],
+            ("ohem", "baseline"): [0.52, 0.61, 0.50],
+            ("focal", "baseline"): [0.49, 0.62, 0.0],
+        }
+    ).assign(fold="split")
+    per_seed = per_seed[(per_seed["run"] != "focal") | (per_seed["seed"] != 3)]
+    paired = paired_differences(per_seed, "baseline_equal", "baseline", 0.95)
+    assert dict(paired.loc[paired["metric"] == "miou", ["run", "seeds"]].values) == {
+        "ohem": 3,
+        "focal": 2,
+    }
+    text = study_markdown(study, summary_table(per_seed), paired, per_seed)
+    assert "seeds [1, 2] (and 3 for `baseline_equal`, `ohem`);" in text
+    assert "averaged over more cells" in text
+    differences = text[text.index("### Paired difference") : text.index("### Power")]
+    differences = differences.splitlines()
+    row = {line.split("|")[1].strip(): line for line in differences if line.startswith("| ")}
+    assert " 1/2 " in row["focal (one run)"] and " 2/3 " in row["ohem (one run)"]
+    by_seed = text[text.index("### mIoU per seed") :].splitlines()
+    focal = next(line for line in by_seed if line.startswith("| focal"))
+    assert focal.rstrip(" |").endswith("–")  # no seed 3

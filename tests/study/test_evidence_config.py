@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from efm_seg.framework.config_loader import ProjectConfigLoader
@@ -39,9 +40,17 @@ def test_the_grid_is_leave_one_tile_out_with_the_one_run_and_alternative_losses(
     recipe = TrainingParams.model_validate(parameters["training"])
     assert recipe.checkpoint == "last" and recipe.ema.enabled
     grid = list(cells(study))
-    assert len(grid) == 6 * len(study.seeds) * (
-        2 + len(one_run) + 2 * (len(study.variants) - len(one_run))
+    assert (
+        len(grid)
+        == 6 * len(study.seeds) * (2 + len(one_run) + 2 * (len(study.variants) - len(one_run)))
+        + 6 * 2 * 5
     )
+    # The power rule's response (docs/study/2026-12-06-evidence, "Power"): seeds 3 and 4 for
+    # the first tier only.
+    assert study.extra_seeds.model_dump() == {
+        "seeds": [3, 4],
+        "runs": ["baseline_equal", "efm_one_run", "ohem", "focal", "lovasz"],
+    }
     raw = yaml.safe_load((CONF / "evidence/parameters_study.yml").read_text())
     # 180 epochs in one run: at 90 and at 135 more than two folds' reference runs were still
     # improving (docs/study/2026-12-06-evidence), and 180 is the longest fixed beforehand.
@@ -57,8 +66,10 @@ def test_the_complete_evidence_grid_summarizes():
     """The end of the evidence study, without its hours of training: every cell of the grid
     scored under the recipe the current configuration gives it (fine-tuning from its EFM stage,
     `init_previous` from the seed's baseline) is one study, and its summary compares every run
-    with the reference on all twelve pairs, in the tables and the figure."""
+    with the reference on all its pairs (24 for the first tier, which trains seeds 3 and 4 too,
+    12 for the rest), in the tables and the figure."""
     from efm_seg.study.analysis import METRICS
+    from efm_seg.study.cells import StaleCellError
     from efm_seg.study.convergence import convergence_table
     from efm_seg.study.grid import REFERENCE, expected_fingerprint
     from efm_seg.study.summary import summarize
@@ -99,11 +110,28 @@ def test_the_complete_evidence_grid_summarizes():
     )  # fmt: skip
 
     compared = set(study.variants) | {"baseline"}
-    assert len(per_seed) == len(grid) and len(record["cells"]) == len(grid)
-    assert set(summary["seeds"]) == {12}
+    first_tier = {"efm_one_run", "ohem", "focal", "lovasz"}
+    assert len(per_seed) == len(grid) == 240 and len(record["cells"]) == len(grid)
+    assert dict(zip(summary["run"], summary["seeds"], strict=True)) == {
+        run: 24 if run in first_tier | {REFERENCE} else 12 for run in compared | {REFERENCE}
+    }
     mious = paired[paired["metric"] == "miou"]
-    assert set(mious["run"]) == compared and set(mious["seeds"]) == {12}
+    assert set(mious["run"]) == compared
+    assert dict(zip(mious["run"], mious["seeds"], strict=True)) == {
+        run: 24 if run in first_tier else 12 for run in compared
+    }
     assert mious["p_holm"].notna().all() and (mious["p_holm"] >= mious["p"]).all()
+    assert set(per_fold.loc[per_fold["run"] == "ohem", "seeds"]) == {4}
     assert per_fold["fold"].nunique() == 6
     assert all(run in tables for run in compared)
-    assert "12 pairs" in figure.get_suptitle()
+    assert "seeds [1, 2] (and 3, 4 for `baseline_equal`" in tables
+    assert "12 or 24 pairs: 6 folds × 2 or 4 seeds" in figure.get_suptitle()
+
+    # An extra seed's cell is part of the grid: without its scores, the study is not complete.
+    missing = "study.FPN.t4.seed3.ohem.baseline"
+    with pytest.raises(StaleCellError, match=f"{missing}: no scores"):
+        summarize(
+            study, training, parameters["efm_method"], *overrides.values(), convergence,
+            *(pd.DataFrame([row]) for row in rows
+              if (row["fold"], row["seed"], row["run"]) != ("t4", 3, "ohem")),
+        )  # fmt: skip

@@ -68,6 +68,17 @@ def test_the_power_check_prints_the_paired_sd_and_the_verdict_and_never_a_mean(
     assert f"{mean:.3f}" not in printed and f"{mean:.4f}" not in printed
 
 
+def test_the_power_check_reads_as_it_did_once_the_seeds_it_added_are_scored(study_output, capsys):
+    root, differences = study_output
+    for fold in ("t1", "t2"):
+        for run, miou in (("efm_one_run", 0.9), ("baseline_equal", 0.1)):
+            write_scores(root, fold, 3, run, miou, "2026-12-08T00.00.00.000Z")
+    assert script("power_check").main(root) == 0
+    printed = capsys.readouterr().out
+    assert "12 of 12 pairs" in printed
+    assert f"{np.std(list(differences.values()), ddof=1):.4f}" in printed
+
+
 def test_the_power_rule_waits_for_all_twelve_pairs(study_output, capsys):
     root, _ = study_output
     for version in (root / "FPN/t4/seed2/efm_one_run/baseline/scores.csv").iterdir():

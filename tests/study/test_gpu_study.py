@@ -48,6 +48,28 @@ def test_the_plan_keeps_the_seeds_that_fit_the_budget():
     assert (two.seeds, two.dropped_seeds) == ([1, 2], [3])
     assert two.seconds_per_seed == pytest.approx(per_seed)
     assert plan_study(study, 0.05, 7, per_seed / 2).seeds == [1]  # over budget: one, said so
+    assert two.extra_seeds == two.dropped_extra_seeds == [] and two.seconds == 2 * per_seed
+
+
+def test_the_plan_keeps_extra_seeds_only_once_every_seed_fits():
+    block = loaded("gpu_study")["parameters"]["study"]
+    study = StudyParams.model_validate(
+        block | {"extra_seeds": {"seeds": [4, 5], "runs": ["baseline_equal", "efm_one_run"]}}
+    )
+    assert epochs_per_seed(study, 4) == 2 * 115  # the two one-run cells
+    per_seed = 345 * 7 * 0.05 * EPOCH_OVERHEAD
+    per_extra = 230 * 7 * 0.05 * EPOCH_OVERHEAD
+    plan = plan_study(study, 0.05, 7, 3 * per_seed + 1.5 * per_extra)
+    assert (plan.seeds, plan.extra_seeds, plan.dropped_extra_seeds) == ([1, 2, 3], [4], [5])
+    assert plan.seconds == pytest.approx(3 * per_seed + per_extra)
+    short = plan_study(study, 0.05, 7, 2.9 * per_seed)  # room for an extra seed, not a seed
+    assert (short.seeds, short.extra_seeds, short.dropped_extra_seeds) == ([1, 2], [], [4, 5])
+    # What the script trains: the kept seeds, and extra seeds only where some fit.
+    script = gpu_study_script()
+    assert script.planned_seeds(plan) == {"seeds": [1, 2, 3], "extra_seeds": {"seeds": [4]}}
+    assert script.planned_seeds(short) == {"seeds": [1, 2], "extra_seeds": None}
+    plain = plan_study(loaded("gpu_study")["parameters"]["study"], 0.05, 7, 10 * per_seed)
+    assert script.planned_seeds(plain) == {"seeds": [1, 2, 3]}
 
 
 def test_a_step_is_timed_on_the_model_it_trains():

@@ -84,6 +84,23 @@ def test_folds_multiply_the_grid_and_each_cell_reads_its_folds_split():
     assert all(Cell.from_name(c.name) == c for c in grid)
 
 
+def test_extra_seeds_train_only_the_runs_they_list_after_every_runs_seeds():
+    extra = {"seeds": [11], "runs": ["baseline_equal", "tuned", "baseline"]}
+    block = study(architectures=["FPN"], extra_seeds=extra)
+    grid = list(cells(block))
+    every_run = ["baseline.baseline", "baseline_equal.baseline"] + [
+        f"{v}.{s}" for v in ("full", "tuned") for s in ("efm", "finetune")
+    ]
+    assert [f"{c.seed}:{c.run}.{c.stage}" for c in grid] == [
+        *(f"{seed}:{run}" for seed in (3, 7) for run in every_run),
+        *(f"11:{run}" for run in every_run if not run.startswith("full.")),
+    ]
+    params = StudyParams.model_validate(block)
+    assert params.run_seeds("tuned") == params.run_seeds("baseline_equal") == [3, 7, 11]
+    assert params.run_seeds("full") == [3, 7] and params.all_seeds == [3, 7, 11]
+    assert at("FPN", 11, "tuned", "efm").parent in grid  # its EFM stage's baseline trains
+
+
 def test_parents_chain_finetune_to_its_efm_stage_and_efm_to_the_seed_baseline():
     finetune = at("PSPNet", 7, "tuned", "finetune")
     assert finetune.parent == at("PSPNet", 7, "tuned", "efm")
@@ -204,6 +221,25 @@ def test_fingerprints_differ_exactly_where_recipes_do():
         ({"folds": {"Tile 1": {"a": "test", "b": "val"}}}, "a fold name is lower-case"),
         ({"folds": {"t1": {"Tile 1": "test"}}}, "fold 't1' names no val group"),
         ({"folds": {"t1": {"Tile 1": "holdout"}}}, "holdout"),
+        (
+            {"extra_seeds": {"seeds": [7, 9], "runs": ["baseline_equal"]}},
+            r"extra_seeds.seeds: \[7\] already in study.seeds \[3, 7\]",
+        ),
+        ({"extra_seeds": {"seeds": [9, 9], "runs": ["baseline_equal"]}}, "lists 9 twice"),
+        ({"extra_seeds": {"seeds": [], "runs": ["baseline_equal"]}}, "at least 1"),
+        (
+            {"extra_seeds": {"seeds": [9], "runs": ["baseline_equal", "tunde"]}},
+            "extra_seeds.runs: tunde is not a run of the study",
+        ),
+        (
+            {"extra_seeds": {"seeds": [9], "runs": ["tuned", "baseline"]}},
+            "must train it too: add baseline_equal",
+        ),
+        (
+            {"extra_seeds": {"seeds": [9], "runs": ["baseline_equal", "tuned"]}},
+            r"EFM stage follows its seed's baseline stage \(tuned\).*add baseline",
+        ),
+        ({"extra_seeds": {"seed": [9], "runs": ["baseline_equal"]}}, r"extra_seeds\.seed\b"),
     ],
 )
 def test_bad_grids_are_refused_naming_the_problem(changes, message):
@@ -268,3 +304,27 @@ def test_a_runs_tag_selects_its_cells_and_what_they_start_from():
     assert "study.folds.split_b" not in fold_a and all(".b." not in name for name in fold_a)
     seed = pipeline.only_nodes_with_tags("study.seed.2", "study.summary").nodes
     assert {n.name for n in seed} >= {"study.summarize", "study.FPN.a.seed2.focal.baseline.train"}
+
+
+def test_extra_seeds_add_their_runs_cells_to_the_pipeline_and_its_convergence_check():
+    from efm_seg.pipelines.study.pipeline import create_pipeline
+
+    extra = {"seeds": [3], "runs": ["baseline_equal", "focal"]}
+    pipeline = create_pipeline(TAGGED_GRID | {"extra_seeds": extra})
+    seed3 = {
+        n.name for n in pipeline.only_nodes_with_tags("study.seed.3").nodes
+        if n.name.endswith(".train")
+    }  # fmt: skip
+    assert seed3 == {
+        f"study.FPN.{f}.seed3.{run}.baseline.train"
+        for f in "ab"
+        for run in ("baseline_equal", "focal")
+    }
+    nodes = {node.name: node for node in pipeline.nodes}
+    histories = [i for i in nodes["study.check_convergence"].inputs if i.endswith(".history")]
+    assert histories == [
+        f"study.FPN.{f}.seed{s}.baseline_equal.baseline.history" for f in "ab" for s in (1, 2, 3)
+    ]
+    scored = [i for i in nodes["study.summarize"].inputs if i.endswith(".scores")]
+    assert len(scored) == 2 * 2 * 5 + 2 * 2  # seeds 1-2: 5 cells a fold; seed 3: 2
+    assert "study.FPN.a.seed3.focal.baseline.scores" in scored

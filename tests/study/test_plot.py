@@ -107,6 +107,19 @@ def test_one_fold_and_seed_are_counted_in_the_singular():
     assert pair_count(study()) == "4 pairs: 2 folds × 2 seeds"
 
 
+def test_runs_with_extra_seeds_are_counted_with_their_pairs():
+    extra = {"seeds": [3, 4], "runs": ["baseline", "baseline_equal", "focal"]}
+    mixed = study(variants={"focal": {}, "ohem": {}}, extra_seeds=extra)
+    assert pair_count(mixed) == "4 or 8 pairs: 2 folds × 2 or 4 seeds"
+    everyone = study(extra_seeds=extra)  # every compared run has them: one count
+    assert pair_count(everyone) == "8 pairs: 2 folds × 4 seeds"
+    # The paper's baseline is compared too: without the extra seeds, it has fewer pairs.
+    assert pair_count(study(extra_seeds=extra | {"runs": ["baseline_equal"]})) == (
+        "4 pairs: 2 folds × 2 seeds"
+    )
+    assert pair_count(study(folds={}, extra_seeds=extra)) == "4 seeds"
+
+
 def test_no_reference_history_is_refused():
     with pytest.raises(ValueError, match="no reference run's history"):
         convergence_figure({}, pd.DataFrame(), study())

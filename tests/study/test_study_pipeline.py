@@ -206,6 +206,32 @@ def test_a_study_continued_with_another_grid_summarizes_that_grid(
     continue_study()
     assert len(saved_versions(project, "08_reporting/study/per_seed.csv")) == len(versions) + 3
     assert json.loads(record.read_text())["settings"]["layout"] == SUMMARY_LAYOUT
+    # Extra seeds for the reference alone: only its new cells train, its convergence is judged
+    # again over every seed it trained, and the other runs keep their pairs.
+    trained = saved_versions(
+        project, "06_models/study/FPN/split/seed2/tuned/finetune/best_checkpoint.pt"
+    )
+    write_grid(
+        project,
+        GRID | {"seeds": [2], "variants": {"tuned": GRID["variants"]["tuned"]}, "confidence": 0.8,
+                "extra_seeds": {"seeds": [5], "runs": ["baseline_equal"]}},
+    )  # fmt: skip
+    continue_study()
+    assert (
+        saved_versions(project, "06_models/study/FPN/split/seed2/tuned/finetune/best_checkpoint.pt")
+        == trained
+    )
+    assert not (project / "data/local/06_models/study/FPN/split/seed5/tuned").exists()
+    assert checkpoint(project, "PSPNet/split/seed5/baseline_equal/baseline")["config"]["seed"] == 5
+    per_seed = pd.read_csv(study_output(project, "per_seed.csv"))
+    assert set(per_seed.loc[per_seed["seed"] == 5, "run"]) == {"baseline_equal"}
+    assert len(per_seed) == 2 * 4 + 2
+    assert set(pd.read_csv(study_output(project, "paired.csv"))["seeds"]) == {1}
+    convergence = pd.read_csv(study_output(project, "convergence.csv"))
+    assert sorted(set(convergence["seed"])) == [2, 5] and len(convergence) == 4
+    assert (
+        "seeds [2] (and 5 for `baseline_equal`)" in study_output(project, "tables.md").read_text()
+    )
 
 
 def test_the_pipeline_is_the_grid_of_the_session(study_run: Path, monkeypatch):

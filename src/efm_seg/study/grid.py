@@ -4,7 +4,8 @@ A *run* is one line of the ablation: the paper's ``baseline`` stage alone, the e
 ``baseline_equal`` (the baseline recipe for as many epochs as the three stages together), an
 EFM variant (its EFM stage, then its fine-tuning stage), or a one-run variant (``single_run``:
 the equal-budget baseline with its changes, e.g. EFM from ``start_epoch`` or another loss).
-A *cell* is one stage of one run for one architecture, fold and seed; each cell is a training
+A *cell* is one stage of one run for one architecture, fold and seed (every run trains
+``study.seeds``; the runs ``study.extra_seeds`` lists train its seeds too); each cell is a training
 node under the namespace ``study.<arch>.<fold>.seed<seed>.<run>.<stage>``. The fold is ``split``
 (the project's split) unless ``study.folds`` names folds.
 """
@@ -104,14 +105,17 @@ def is_one_run(study: StudyParams, run: str) -> bool:
 
 
 def cells(study: Any) -> Iterator[Cell]:
-    """Every cell of the grid, in a stable order (architecture, fold, seed, run, stage)."""
+    """Every cell of the grid, in a stable order (architecture, fold, seed, run, stage): each run
+    on its own seeds (``study.seeds``, and ``study.extra_seeds`` for the runs it lists)."""
     study = StudyParams.model_validate(study)
+    runs = study_runs(study)
     for arch in study.architectures:
         for fold in study.fold_names:
-            for seed in study.seeds:
-                for run, stages in study_runs(study).items():
-                    for stage in stages:
-                        yield Cell(arch, fold, seed, run, stage)
+            for seed in study.all_seeds:
+                for run, stages in runs.items():
+                    if seed in study.run_seeds(run):
+                        for stage in stages:
+                            yield Cell(arch, fold, seed, run, stage)
 
 
 def cell_recipe(

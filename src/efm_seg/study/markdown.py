@@ -25,6 +25,16 @@ def run_label(run: str, stage: str) -> str:
     return f"{run} ({'after fine-tuning' if stage == 'finetune' else 'EFM stage'})"
 
 
+def _extra_seeds_text(study: StudyParams) -> str:
+    extra = study.extra_seeds
+    if extra is None:
+        return ""
+    return (
+        f" (and {', '.join(map(str, extra.seeds))} for "
+        f"{', '.join(f'`{run}`' for run in extra.runs)})"
+    )
+
+
 def _interval(row: pd.Series) -> str:
     if math.isnan(row["ci_low"]):
         return f"{row['difference']:+.4f} (n = 1)"
@@ -49,7 +59,9 @@ def study_markdown(
     lines = [
         "# EFM study",
         "",
-        f"Architectures {', '.join(study.architectures)}; seeds {study.seeds}; "
+        f"Architectures {', '.join(study.architectures)}; seeds {study.seeds}"
+        + _extra_seeds_text(study)
+        + "; "
         + (
             f"folds {', '.join(study.folds)} (each: a split given outright); "
             if study.folds
@@ -66,6 +78,13 @@ def study_markdown(
         f"{', '.join(METRICS[m] for m in sorted(LOWER_IS_BETTER))}: lower).",
         "",
     ]
+    if study.extra_seeds is not None:
+        lines += [
+            "The runs with extra seeds are averaged over more cells in the means below; compare "
+            "runs by their paired differences, which pair each run with the equal-budget "
+            "baseline's cells of the same folds and seeds only.",
+            "",
+        ]
     descriptions = {name: v.description for name, v in study.variants.items() if v.description}
     if descriptions:
         lines += ["Variants:", ""]

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from efm_seg.parameters import StudyParams
 from efm_seg.study.analysis import METRICS
-from efm_seg.study.grid import Cell
+from efm_seg.study.grid import REFERENCE, Cell, study_runs
 from efm_seg.study.markdown import run_label
 
 PLOTTED = ("miou", "boundary_iou", "ece", "ece_scaled")
@@ -70,14 +70,19 @@ def ablation_figure(paired: pd.DataFrame, pairs: pd.DataFrame, study: StudyParam
 
 
 def pair_count(study: StudyParams) -> str:
-    """How many pairs a complete grid compares each run over, in words."""
-    seeds = len(study.seeds)
-    if not study.folds:
-        return f"{seeds} seed{'s' * (seeds != 1)}"
+    """How many pairs a complete grid compares each run over, in words (``12 or 24 pairs: 6
+    folds × 2 or 4 seeds`` when ``study.extra_seeds`` gives some runs more)."""
+    compared = [run for run in study_runs(study) if run != REFERENCE]
+    seeds = sorted({len(study.run_seeds(run)) for run in compared})
     folds = len(study.folds)
+    pairs = [folds * n for n in seeds] if folds else seeds
+    plural = "s" * (pairs != [1])
+    seed_text = f"{' or '.join(map(str, seeds))} seed{'s' * (seeds != [1])}"
+    if not folds:
+        return seed_text
     return (
-        f"{folds * seeds} pair{'s' * (folds * seeds != 1)}: {folds} fold{'s' * (folds != 1)} "
-        f"× {seeds} seed{'s' * (seeds != 1)}"
+        f"{' or '.join(map(str, pairs))} pair{plural}: {folds} fold{'s' * (folds != 1)} "
+        f"× {seed_text}"
     )
 
 
