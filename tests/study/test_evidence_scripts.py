@@ -147,3 +147,103 @@ def test_collect_copies_the_latest_reports_and_names_each_cells_processors(tmp_p
         "--tags study.run.baseline_equal",
         "--tags study.run.efm_one_run",
     ]
+
+
+def evidence_per_seed(effects: dict[str, dict[str, float]], noise: float = 0.002) -> pd.DataFrame:
+    """Scores of every configuration of the real evidence grid on its folds and seeds: the
+    reference's plus ``effects[run][metric]`` (or ``effects["<run>.<stage>"]``) plus a little
+    noise per pair."""
+    from efm_seg.parameters import StudyParams
+    from efm_seg.study.analysis import METRICS
+    from efm_seg.study.grid import cells
+
+    study = StudyParams.model_validate(script("answer").grid())
+    rng = np.random.default_rng(3)
+    rows = []
+    for cell in cells(study):
+        base = 0.3 + 0.02 * int(cell.fold[1]) + 0.01 * cell.seed
+        change = effects.get(f"{cell.run}.{cell.stage}", effects.get(cell.run, {}))
+        rows.append(
+            {"arch": cell.arch, "run": cell.run, "stage": cell.stage, "fold": cell.fold,
+             "seed": cell.seed, "checkpoint_epoch": 180, "checkpoint_run": "r"}
+            | {m: base + change.get(m, 0.0) + (0 if cell.run == "baseline_equal"
+                                               else rng.normal(0, noise)) for m in METRICS}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def study_answer(effects: dict[str, dict[str, float]], failing=("t3",)) -> str:
+    from efm_seg.study.analysis import paired_differences, per_fold_differences
+
+    per_seed = evidence_per_seed(effects)
+    # Rows in any order: the answer reads each configuration's own stage, wherever it is.
+    paired = paired_differences(per_seed, "baseline_equal", "baseline", 0.95)
+    paired = paired.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    per_fold = per_fold_differences(per_seed, "baseline_equal", "baseline")
+    convergence = pd.DataFrame(
+        {"fold": [f"t{i}" for i in range(1, 7)],
+         "fold_fails": [f"t{i}" in failing for i in range(1, 7)]}
+    )  # fmt: skip
+    answer = script("answer")
+    return answer.answer(paired, per_fold, convergence, answer.grid())
+
+
+def test_the_answer_finds_no_winner_when_nothing_differs():
+    text = study_answer({})
+    assert "**No difference** between EFM in one run and the equal-budget baseline" in text
+    assert "**None does.**" in text and "becomes the default" not in text
+    assert "on 1 of 6 folds (t3)" in text
+    assert "Pairs per comparison: 12 or 24" in text
+
+
+def test_the_answer_ships_the_largest_mIoU_gain_and_says_whether_it_is_EFM():
+    text = study_answer({
+        "focal": {"miou": 0.02},
+        "lovasz": {"miou": 0.03},
+        "full.finetune": {"miou": 0.05},
+        "full.efm": {"miou": 0.3},  # the EFM stage alone is not a shipped configuration
+        "efm_one_run": {"miou": -0.02, "ece": -0.03, "ece_scaled": 0.0},
+        "ohem": {"boundary_iou": 0.1},
+    })  # fmt: skip
+    assert "**`full` becomes the default** (the largest mean mIoU gain" in text
+    assert "+0.05" in text and "+0.3" not in text
+    assert "It uses EFM." in text
+    assert "EFM in one run **scores below** the equal-budget baseline on mIoU" in text
+    assert "Higher on 0 of 6 folds" in text
+    row = next(line for line in text.splitlines() if line.startswith("| `efm_one_run`")
+               and "**lower**" in line)  # fmt: skip
+    assert row.count("**lower**") == 1  # ECE lower before scaling only
+
+
+def test_the_answer_falls_back_to_boundary_iou_and_flags_an_uncorrected_win():
+    text = study_answer({"ohem": {"boundary_iou": 0.1}})
+    assert "**`ohem` becomes the default** (the largest mean Boundary IoU gain" in text
+    assert "It does not use EFM." in text
+    from efm_seg.study.analysis import paired_differences, per_fold_differences
+
+    per_seed = evidence_per_seed({"lovasz": {"miou": 0.01}}, noise=0.015)
+    paired = paired_differences(per_seed, "baseline_equal", "baseline", 0.95)
+    lovasz = (paired["run"] == "lovasz") & (paired["metric"] == "miou")
+    paired.loc[lovasz, ["ci_low", "p_holm"]] = [0.001, 0.2]  # a win Holm does not keep
+    answer = script("answer")
+    text = answer.answer(
+        paired, per_fold_differences(per_seed, "baseline_equal", "baseline"),
+        pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(),
+    )  # fmt: skip
+    assert "**`lovasz` becomes the default**" in text
+    assert "it holds only uncorrected, Holm's p being 0.200" in text
+
+
+def test_the_answer_needs_the_complete_grid(tmp_path, capsys):
+    from efm_seg.study.analysis import paired_differences, per_fold_differences
+
+    answer = script("answer")
+    assert answer.main(tmp_path) == 1 and "run collect.py" in capsys.readouterr().out
+    per_seed = evidence_per_seed({})
+    per_seed = per_seed[per_seed["run"] != "lovasz"]
+    with pytest.raises(ValueError, match="no paired mIoU difference for lovasz"):
+        answer.answer(
+            paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
+            per_fold_differences(per_seed, "baseline_equal", "baseline"),
+            pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(),
+        )  # fmt: skip
