@@ -247,3 +247,29 @@ def test_the_answer_needs_the_complete_grid(tmp_path, capsys):
             per_fold_differences(per_seed, "baseline_equal", "baseline"),
             pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(),
         )  # fmt: skip
+
+
+def test_the_snapshot_keeps_the_latest_version_of_each_finished_cell(tmp_path, capsys):
+    data, dest = tmp_path / "data", tmp_path / "dest"
+    study = data / "07_model_output" / "study"
+    finished = study / "FPN/t1/seed3/ohem/baseline"
+    for version, text in (("2026-12-07T01", "old"), ("2026-12-07T05", "new")):
+        for name in ("scores.csv", "history.csv"):
+            (finished / name / version).mkdir(parents=True)
+            (finished / name / version / name).write_text(f"{text} {name}\n")
+    under_way = study / "FPN/t2/seed1/focal/baseline/scores.csv/2026-12-07T06"  # no history yet
+    under_way.mkdir(parents=True)
+    (under_way / "scores.csv").write_text("x\n")
+    (data / "study_invocations.log").write_text("2026-12-07T05:27:23Z start\n")
+    stale = dest / "cells/FPN/t1/seed3/ohem/baseline/scores.csv"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from before the cell was trained again\n")
+
+    assert script("snapshot").main(data, dest) == 0
+
+    kept = dest / "cells/FPN/t1/seed3/ohem/baseline"
+    assert (kept / "scores.csv").read_text() == "new scores.csv\n"
+    assert (kept / "history.csv").read_text() == "new history.csv\n"
+    assert not (dest / "cells/FPN/t2").exists()
+    assert (dest / "cells/study_invocations.log").read_text().endswith("start\n")
+    assert capsys.readouterr().out.startswith("kept 1 finished cells")
