@@ -57,6 +57,11 @@ def test_the_plan_keeps_extra_seeds_only_once_every_seed_fits():
         block | {"extra_seeds": {"seeds": [4, 5], "runs": ["baseline_equal", "efm_one_run"]}}
     )
     assert epochs_per_seed(study, 4) == 2 * 115  # the two one-run cells
+    staged = StudyParams.model_validate(
+        block
+        | {"extra_seeds": {"seeds": [4], "runs": ["baseline_equal", "baseline", "init_previous"]}}
+    )
+    assert epochs_per_seed(staged, 4) == 115 + 50 + 50 + 15  # reference; baseline, EFM, finetune
     per_seed = 345 * 7 * 0.05 * EPOCH_OVERHEAD
     per_extra = 230 * 7 * 0.05 * EPOCH_OVERHEAD
     plan = plan_study(study, 0.05, 7, 3 * per_seed + 1.5 * per_extra)
@@ -64,6 +69,8 @@ def test_the_plan_keeps_extra_seeds_only_once_every_seed_fits():
     assert plan.seconds == pytest.approx(3 * per_seed + per_extra)
     short = plan_study(study, 0.05, 7, 2.9 * per_seed)  # room for an extra seed, not a seed
     assert (short.seeds, short.extra_seeds, short.dropped_extra_seeds) == ([1, 2], [], [4, 5])
+    over = plan_study(study, 0.05, 7, per_seed / 2)  # not even one seed fits: no extra seed
+    assert (over.seeds, over.extra_seeds, over.dropped_extra_seeds) == ([1], [], [4, 5])
     # What the script trains: the kept seeds, and extra seeds only where some fit.
     script = gpu_study_script()
     assert script.planned_seeds(plan) == {"seeds": [1, 2, 3], "extra_seeds": {"seeds": [4]}}
