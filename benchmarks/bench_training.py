@@ -51,6 +51,7 @@ try:
     from benchmarks.common import machine, write_json
 except ModuleNotFoundError:  # run as a script: benchmarks/ itself is on sys.path
     from common import machine, write_json
+from efm_seg.basics.devices import resolve_device
 from efm_seg.data.parallel import available_cpus
 from efm_seg.data.samples import EncodedSample, SampleStore, write_store
 from efm_seg.data.synthetic import DEMO_CLASSES, generate_scene
@@ -429,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or available_cpus()
     torch.set_num_threads(threads)
     setups = size_setups(args)
-    device = make_config("baseline", setups[0], args, 1).resolve_device()
+    device = resolve_device(make_config("baseline", setups[0], args, 1).device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"device: {name} | torch {torch.__version__} | {torch.get_num_threads()} threads "
