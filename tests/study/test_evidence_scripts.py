@@ -273,3 +273,84 @@ def test_the_snapshot_keeps_the_latest_version_of_each_finished_cell(tmp_path, c
     assert not (dest / "cells/FPN/t2").exists()
     assert (dest / "cells/study_invocations.log").read_text().endswith("start\n")
     assert capsys.readouterr().out.startswith("kept 1 finished cells")
+
+
+RESTORED_GRID = {
+    "architectures": ["FPN"],
+    "seeds": [1],
+    "folds": {"a": {"x": "test", "y": "val"}, "b": {"y": "test", "x": "val"}},
+    "epochs": {"baseline": 1, "efm": 1, "finetune": 1},
+    "variants": {
+        "warm": {"efm": {"init_from": "previous"}},
+        "fresh": {},
+        "focal": {"single_run": True, "training": {"criterion": {"name": "focal"}}},
+    },
+}
+
+
+def commit_cell(cells_dir: Path, cell, init_stage: str) -> None:
+    folder = cells_dir / cell.arch / cell.fold / f"seed{cell.seed}" / cell.run / cell.stage
+    folder.mkdir(parents=True)
+    run = f"2026-12-07T0{cell.seed}.{len(cell.name) % 60:02d}.00.000Z"
+    pd.DataFrame(
+        [{"arch": cell.arch, "fold": cell.fold, "seed": cell.seed, "run": cell.run,
+          "stage": cell.stage, "tta": tta, "miou": 0.3, "checkpoint_run": run,
+          "init_stage": init_stage, "init_run": ""} for tta in (False, True)]
+    ).to_csv(folder / "scores.csv", index=False)  # fmt: skip
+    pd.DataFrame({"epoch": [1], "val_iou": [0.3], "run_id": [run]}).to_csv(
+        folder / "history.csv", index=False
+    )
+
+
+def test_restore_puts_the_committed_cells_back_and_trains_only_what_they_cannot_replace(
+    tmp_path, capsys
+):
+    from efm_seg.parameters import StudyParams
+    from efm_seg.pipelines.study.pipeline import create_pipeline
+    from efm_seg.study.grid import Cell, cells
+
+    study = StudyParams.model_validate(RESTORED_GRID)
+    source, data = tmp_path / "cells", tmp_path / "data"
+    missing = {  # under way when the machine was lost
+        Cell("FPN", "a", 1, "warm", "finetune"),
+        Cell("FPN", "b", 1, "fresh", "finetune"),
+    }
+    for cell in cells(study):
+        if cell not in missing:
+            started = cell.stage == "finetune" or (cell.run, cell.stage) == ("warm", "efm")
+            commit_cell(source, cell, cell.parent.stage if started else "")
+    restore = script("restore")
+
+    assert restore.main(data, study, source) == 0
+
+    assert "restored 12 cells; 8 of 14 to train" in capsys.readouterr().out
+    kept = data / "07_model_output/study/FPN/b/seed1/focal/baseline/scores.csv"
+    assert len(list(kept.iterdir())) == 1  # one version, named by its checkpoint's run
+    nodes = (data / "restore_nodes.txt").read_text().strip().split(",")
+
+    def trained(fold: str, *runs: str) -> list[str]:
+        return [
+            f"study.FPN.{fold}.seed1.{run}.{node}" for run in runs for node in ("train", "evaluate")
+        ]
+
+    # A missing fine-tuning needs its EFM stage's checkpoint, which needs the seed's baseline (a
+    # restored cell has none). In fold a, fresh.efm did not start from the baseline: it is kept.
+    # In fold b, warm.efm did, so it trains again, and so does the fine-tuning started from it.
+    assert nodes == [
+        "study.folds.split_a", "study.folds.split_b",
+        *trained("a", "baseline.baseline", "warm.efm", "warm.finetune"),
+        *trained("b", "baseline.baseline", "warm.efm", "warm.finetune", "fresh.efm",
+                 "fresh.finetune"),
+        "study.check_convergence", "study.summarize",
+    ]  # fmt: skip
+    assert set(nodes) <= {node.name for node in create_pipeline(RESTORED_GRID).nodes}
+
+    # Again, once fold a's EFM stage has trained on this machine: its fine-tuning alone is left
+    # there, and nothing is restored over what the machine holds.
+    efm = data / "06_models/study/FPN/a/seed1/warm/efm/best_checkpoint.pt/2026-12-08T00.00.00.000Z"
+    efm.mkdir(parents=True)
+    (efm / "best_checkpoint.pt").write_bytes(b"")
+    assert restore.main(data, study, source) == 0
+    assert "restored 0 cells; 6 of 14 to train" in capsys.readouterr().out
+    nodes = (data / "restore_nodes.txt").read_text().strip().split(",")
+    assert [n for n in nodes if ".a.seed1." in n] == trained("a", "warm.finetune")

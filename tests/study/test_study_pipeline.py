@@ -320,3 +320,48 @@ def test_a_killed_study_continues_where_it_stopped(study_run: Path, tmp_path, mo
     ):
         run()
     assert trained == []
+
+
+def test_a_study_continues_on_a_new_machine_from_its_committed_cells(study_run: Path, tmp_path,
+                                                                      monkeypatch):  # fmt: skip
+    """The evidence study's snapshot and restore (docs/study/2026-12-06-evidence): the finished
+    cells' scores and histories are all a new machine gets; it trains only what they cannot
+    replace, and the summary is computed from both."""
+    import importlib.util
+
+    from efm_seg.parameters import StudyParams
+
+    def script(name: str):
+        path = Path(__file__).resolve().parents[2] / f"docs/study/2026-12-06-evidence/{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    project = tmp_path / "project"
+    shutil.copytree(study_run, project)
+    monkeypatch.chdir(project)
+    data = project / "data/local"
+    runs = {cell: checkpoint(project, cell)["lineage"]["run_id"] for cell in CELLS}
+    script("snapshot").main(data, tmp_path)
+    lost = "FPN/split/seed2/from_baseline/finetune"  # under way when the machine was lost
+    shutil.rmtree(tmp_path / "cells" / lost)
+    for folder in ("06_models/study", "07_model_output/study", "08_reporting/study"):
+        shutil.rmtree(data / folder)  # a new machine: only the prepared data
+
+    script("restore").main(data, StudyParams.model_validate(GRID), tmp_path / "cells")
+    nodes = (data / "restore_nodes.txt").read_text().strip().split(",")
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project) as session:
+        session.run(pipeline_names=["study"], node_names=nodes)
+
+    # The lost fine-tuning, its EFM stage and the seed's baseline trained again (a restored
+    # cell has no checkpoint to start from); nothing else did.
+    retrained = {lost, "FPN/split/seed2/from_baseline/efm", "FPN/split/seed2/baseline/baseline"}
+    trained = {c for c in CELLS if (data / "06_models/study" / c / "best_checkpoint.pt").exists()}
+    assert trained == retrained
+    made_from = json.loads((data / "08_reporting/study/cells.json").read_text())["cells"]
+    for cell in CELLS:
+        name = "study." + cell.replace("/", ".")
+        assert (made_from[name] == runs[cell]) == (cell not in retrained), cell
+    assert len(pd.read_csv(study_output(project, "per_seed.csv"))) == len(CELLS)
