@@ -16,7 +16,8 @@
     bash docs/study/2026-12-06-evidence/run_tier.sh --nodes "$(cat data/evidence/restore_nodes.txt)"
 
 Run it after ``kedro run --env evidence --pipelines ingestion,preprocessing,split``; again after
-an interruption (it counts what the machine has trained since).
+an interruption (it counts what the machine has trained since). After a restore, continue only
+this way: a ``--tags`` run would train the restored cells again, their checkpoints being absent.
 """
 
 from __future__ import annotations
