@@ -354,3 +354,25 @@ def test_restore_puts_the_committed_cells_back_and_trains_only_what_they_cannot_
     assert "restored 0 cells; 6 of 14 to train" in capsys.readouterr().out
     nodes = (data / "restore_nodes.txt").read_text().strip().split(",")
     assert [n for n in nodes if ".a.seed1." in n] == trained("a", "warm.finetune")
+
+
+def test_next_cells_lists_a_runs_unscored_cells_in_grid_order(tmp_path, capsys):
+    from efm_seg.parameters import StudyParams
+
+    study = StudyParams.model_validate(RESTORED_GRID)
+    scored = tmp_path / "07_model_output/study/FPN/a/seed1/warm/efm/scores.csv/2026-12-07T01"
+    scored.mkdir(parents=True)
+    (scored / "scores.csv").write_text("x\n")
+    assert script("next_cells").main(["warm", "baseline"], tmp_path, study) == 0
+    assert capsys.readouterr().out.split() == [
+        "study.FPN.a.seed1.baseline.baseline", "study.FPN.a.seed1.warm.finetune",
+        "study.FPN.b.seed1.baseline.baseline", "study.FPN.b.seed1.warm.efm",
+        "study.FPN.b.seed1.warm.finetune",
+    ]  # fmt: skip
+    checkpoint = tmp_path / "06_models/study/FPN/b/seed1/warm/efm/best_checkpoint.pt/2026-12-07T02"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "best_checkpoint.pt").write_bytes(b"")
+    assert script("next_cells").main(["--trained"], tmp_path, study) == 0
+    assert capsys.readouterr().out.split() == ["study.FPN.b.seed1.warm.efm"]
+    assert script("next_cells").main(["wram"], tmp_path, study) == 2
+    assert "not a run of the evidence study: wram" in capsys.readouterr().err
