@@ -81,6 +81,26 @@ def p_text(value: float) -> str:
     return "n/a" if math.isnan(value) else ("< 0.001" if value < 0.001 else f"{value:.3f}")
 
 
+def accuracy_text(row: pd.Series) -> str:
+    mark = " **beats**" if beats(row) else " **loses**" if loses(row) else ""
+    held = "" if not beats(row) or row["p_holm"] < HOLM_LEVEL else " (uncorrected only)"
+    return f"{interval(row)}{mark}{held}; p (Holm) {p_text(row['p_holm'])}"
+
+
+def calibration_text(row: pd.Series) -> str:
+    # Lower is better: a gain is an interval below 0.
+    mark = " **lower**" if loses(row) else " **higher**" if beats(row) else ""
+    return f"{row['difference']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]{mark}"
+
+
+def metric_cells(rows: dict, run: str, metrics: dict[str, str], text) -> dict[str, str]:
+    """One table cell per metric of ``run``: ``text(row)``, or n/a where it was not compared."""
+    return {
+        label: "n/a" if (run, metric) not in rows else text(rows[run, metric])
+        for metric, label in metrics.items()
+    }
+
+
 def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFrame,
            study: dict) -> str:  # fmt: skip
     """The answer as Markdown (see the module's docstring for the rules)."""
@@ -129,17 +149,10 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
     table = []
     winners: dict[str, list[tuple[float, str]]] = {metric: [] for metric in ACCURACY}
     for run, (stage, efm) in shipped.items():
-        cells = {}
-        for metric, label in ACCURACY.items():
-            row = rows.get((run, metric))
-            if row is None:
-                cells[label] = "n/a"
-                continue
-            mark = " **beats**" if beats(row) else " **loses**" if loses(row) else ""
-            held = "" if not beats(row) or row["p_holm"] < HOLM_LEVEL else " (uncorrected only)"
-            cells[label] = f"{interval(row)}{mark}{held}; p (Holm) {p_text(row['p_holm'])}"
-            if beats(row):
-                winners[metric].append((float(row["difference"]), run))
+        cells = metric_cells(rows, run, ACCURACY, accuracy_text)
+        for metric in ACCURACY:
+            if (run, metric) in rows and beats(rows[run, metric]):
+                winners[metric].append((float(rows[run, metric]["difference"]), run))
         name = f"`{run}`" + (" (after fine-tuning)" if stage == "finetune" else "")
         table.append({"configuration": name, "EFM": "yes" if efm else "no", **cells})
     lines += [
@@ -177,17 +190,7 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
     for run, (stage, efm) in shipped.items():
         if not efm:
             continue
-        cells = {}
-        for metric, label in CALIBRATION.items():
-            row = rows.get((run, metric))
-            if row is None:
-                cells[label] = "n/a"
-                continue
-            # Lower is better: a gain is an interval below 0.
-            mark = " **lower**" if loses(row) else " **higher**" if beats(row) else ""
-            cells[label] = (
-                f"{row['difference']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]{mark}"
-            )
+        cells = metric_cells(rows, run, CALIBRATION, calibration_text)
         name = f"`{run}`" + (" (after fine-tuning)" if stage == "finetune" else "")
         calibration.append({"configuration": name, **cells})
     lines += [
