@@ -321,9 +321,12 @@ def test_restore_puts_the_committed_cells_back_and_trains_only_what_they_cannot_
             commit_cell(source, cell, cell.parent.stage if started else "")
     restore = script("restore")
 
+    (source / "study_invocations.log").write_text("the lost machine's invocations\n")
     assert restore.main(data, study, source) == 0
 
     assert "restored 12 cells; 8 of 14 to train" in capsys.readouterr().out
+    # The log goes on from the committed one, so collect.py lists every machine's invocations.
+    assert (data / "study_invocations.log").read_text() == "the lost machine's invocations\n"
     kept = data / "07_model_output/study/FPN/b/seed1/focal/baseline/scores.csv"
     assert len(list(kept.iterdir())) == 1  # one version, named by its checkpoint's run
     nodes = (data / "restore_nodes.txt").read_text().strip().split(",")
@@ -350,29 +353,54 @@ def test_restore_puts_the_committed_cells_back_and_trains_only_what_they_cannot_
     efm = data / "06_models/study/FPN/a/seed1/warm/efm/best_checkpoint.pt/2026-12-08T00.00.00.000Z"
     efm.mkdir(parents=True)
     (efm / "best_checkpoint.pt").write_bytes(b"")
+    (data / "study_invocations.log").write_text("this machine's log\n")
     assert restore.main(data, study, source) == 0
+    assert (data / "study_invocations.log").read_text() == "this machine's log\n"
     assert "restored 0 cells; 6 of 14 to train" in capsys.readouterr().out
     nodes = (data / "restore_nodes.txt").read_text().strip().split(",")
     assert [n for n in nodes if ".a.seed1." in n] == trained("a", "warm.finetune")
 
 
-def test_next_cells_lists_a_runs_unscored_cells_in_grid_order(tmp_path, capsys):
+def save_version(data: Path, cell, name: str, init_stage: str = "") -> None:
+    """A version of one of a cell's datasets in the data root: ``scores.csv`` (with the stage
+    its checkpoint started from) or ``best_checkpoint.pt``."""
+    layer = "06_models" if name.endswith(".pt") else "07_model_output"
+    folder = data / layer / "study" / cell.arch / cell.fold / f"seed{cell.seed}" / cell.run
+    version = folder / cell.stage / name / "2026-12-07T01.00.00.000Z"
+    version.mkdir(parents=True)
+    pd.DataFrame([{"miou": 0.3, "init_stage": init_stage}]).to_csv(version / name, index=False)
+
+
+def test_next_cells_lists_what_a_run_still_has_to_train_in_grid_order(tmp_path, capsys):
     from efm_seg.parameters import StudyParams
+    from efm_seg.study.grid import Cell
 
     study = StudyParams.model_validate(RESTORED_GRID)
-    scored = tmp_path / "07_model_output/study/FPN/a/seed1/warm/efm/scores.csv/2026-12-07T01"
-    scored.mkdir(parents=True)
-    (scored / "scores.csv").write_text("x\n")
+    # Fold a trained here: its baseline and EFM stage are scored and have checkpoints.
+    for stage, run, init in (("baseline", "baseline", ""), ("efm", "warm", "baseline")):
+        save_version(tmp_path, Cell("FPN", "a", 1, run, stage), "scores.csv", init)
+        save_version(tmp_path, Cell("FPN", "a", 1, run, stage), "best_checkpoint.pt")
+    # Fold b was restored: scores without checkpoints, and its fine-tuning is missing, so it
+    # needs its EFM stage again, which needs the seed's baseline.
+    save_version(tmp_path, Cell("FPN", "b", 1, "baseline", "baseline"), "scores.csv")
+    save_version(tmp_path, Cell("FPN", "b", 1, "warm", "efm"), "scores.csv", "baseline")
+    # Its fresh EFM stage did not start from the baseline: kept, with the fine-tuning from it.
+    save_version(tmp_path, Cell("FPN", "b", 1, "fresh", "efm"), "scores.csv")
+    save_version(tmp_path, Cell("FPN", "b", 1, "fresh", "finetune"), "scores.csv", "efm")
+
     assert script("next_cells").main(["warm", "baseline"], tmp_path, study) == 0
     assert capsys.readouterr().out.split() == [
-        "study.FPN.a.seed1.baseline.baseline", "study.FPN.a.seed1.warm.finetune",
+        "study.FPN.a.seed1.warm.finetune",
         "study.FPN.b.seed1.baseline.baseline", "study.FPN.b.seed1.warm.efm",
         "study.FPN.b.seed1.warm.finetune",
     ]  # fmt: skip
-    checkpoint = tmp_path / "06_models/study/FPN/b/seed1/warm/efm/best_checkpoint.pt/2026-12-07T02"
-    checkpoint.mkdir(parents=True)
-    (checkpoint / "best_checkpoint.pt").write_bytes(b"")
+    assert script("next_cells").main(["fresh"], tmp_path, study) == 0
+    assert capsys.readouterr().out.split() == [
+        "study.FPN.a.seed1.fresh.efm", "study.FPN.a.seed1.fresh.finetune",
+    ]  # fmt: skip
+
+    save_version(tmp_path, Cell("FPN", "b", 1, "focal", "baseline"), "best_checkpoint.pt")
     assert script("next_cells").main(["--trained"], tmp_path, study) == 0
-    assert capsys.readouterr().out.split() == ["study.FPN.b.seed1.warm.efm"]
+    assert capsys.readouterr().out.split() == ["study.FPN.b.seed1.focal.baseline"]
     assert script("next_cells").main(["wram"], tmp_path, study) == 2
     assert "not a run of the evidence study: wram" in capsys.readouterr().err

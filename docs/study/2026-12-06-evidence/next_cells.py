@@ -1,4 +1,4 @@
-"""The evidence study's cells of some runs that are not scored yet, one per line, in grid order.
+"""The evidence study's cells of some runs still to train, one per line, in grid order.
 
 Kedro runs every training node of an invocation before any scoring node (they form one layer of
 the pipeline), so a session that ends mid-invocation leaves trained cells without scores, which
@@ -9,7 +9,11 @@ has trained (and the invocation's start, about 15 s, is small against a cell's 7
       bash docs/study/2026-12-06-evidence/run_tier.sh --nodes "$cell.train,$cell.evaluate"
     done
 
-A cell trained but not scored is listed too: ``--only-missing-outputs`` then skips its training.
+The cells to train are ``restore.py``'s: those without scores and, on a machine where committed
+cells were restored, the parents they start from (a restored cell has no checkpoint) and any
+restored cell that started from a cell trained again. Where this machine trained every cell,
+that is the cells without scores. A cell trained but not scored is listed too:
+``--only-missing-outputs`` then skips its training.
 ``--trained`` lists only those (trained, not scored), of every run: what a stopped invocation
 left to score.
 """
@@ -26,13 +30,10 @@ restore = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(restore)
 
 
-def unscored(data_root: Path, study, runs: list[str]) -> list[str]:
-    """The names of the cells of ``runs`` without scores in ``data_root``, in grid order."""
-    return [
-        cell.name
-        for cell in restore.cells(study)
-        if cell.run in runs and not restore.has_scores(data_root, cell)
-    ]
+def to_train(data_root: Path, study, runs: list[str]) -> list[str]:
+    """The names of the cells of ``runs`` still to train in ``data_root``, in grid order."""
+    training = restore.cells_to_train(data_root, list(restore.cells(study)))
+    return [cell.name for cell in training if cell.run in runs]
 
 
 def trained_unscored(data_root: Path, study) -> list[str]:
@@ -53,7 +54,7 @@ def main(runs: list[str], data_root: Path = restore.DATA_ROOT, study=None) -> in
     if unknown:
         print(f"not a run of the evidence study: {', '.join(unknown)}", file=sys.stderr)
         return 2
-    for name in unscored(data_root, study, runs):
+    for name in to_train(data_root, study, runs):
         print(name)
     return 0
 

@@ -8,7 +8,9 @@
    parent of any of them whose checkpoint is not on this machine (a restored cell has none, and a
    stage's node reads its parent's checkpoint) and any restored cell that started from a cell
    trained again (its lineage would no longer match, and the summary would refuse it).
-3. Writes ``restore_nodes.txt`` in the data root: the fold splits, each of those cells' ``train``
+3. Copies the committed invocation log into the data root if it has none, so the log (and
+   ``collect.py``'s ``invocations.csv``) stays whole across machines.
+4. Writes ``restore_nodes.txt`` in the data root: the fold splits, each of those cells' ``train``
    and ``evaluate`` nodes in grid order, the convergence check and the summary, comma-separated
    for ``kedro run --nodes``:
 
@@ -37,6 +39,7 @@ DATA_ROOT = HERE.parents[2] / "data" / "evidence"
 CONF = HERE.parents[2] / "conf"
 FILES = ("scores.csv", "history.csv")
 NODES = "restore_nodes.txt"
+LOG = "study_invocations.log"
 
 
 def folder(cell: Cell) -> Path:
@@ -119,6 +122,8 @@ def main(data_root: Path, study: StudyParams | None = None, source: Path = HERE 
     study = study or evidence_study()
     grid = list(cells(study))
     restored = restore(source, data_root, grid)
+    if (source / LOG).is_file() and not (data_root / LOG).exists():
+        shutil.copyfile(source / LOG, data_root / LOG)
     training = cells_to_train(data_root, grid)
     (data_root / NODES).write_text(",".join(node_names(study, training)) + "\n")
     print(
