@@ -234,6 +234,58 @@ def test_the_answer_falls_back_to_boundary_iou_and_flags_an_uncorrected_win():
     assert "it holds only uncorrected, Holm's p being 0.200" in text
 
 
+def test_the_answer_checks_the_primary_comparison_on_pairs_trained_on_one_processor():
+    from efm_seg.study.analysis import paired_differences, per_fold_differences
+
+    per_seed = evidence_per_seed({"efm_one_run": {"miou": 0.01}}, noise=0.0)
+    xeon = (per_seed["seed"] <= 2) & per_seed["run"].isin(["baseline_equal", "efm_one_run"])
+    xeon |= (per_seed["run"] == "baseline_equal") & (per_seed["fold"] == "t1")
+    cells = per_seed[["arch", "fold", "seed", "run", "stage"]].assign(
+        processors=["Intel Xeon" if x else "AMD EPYC" for x in xeon]
+    )
+    # The two seed-3/4 pairs of fold t1 mix processors; make them say the opposite.
+    mixed = (per_seed["run"] == "efm_one_run") & (per_seed["fold"] == "t1")
+    mixed &= per_seed["seed"] > 2
+    per_seed.loc[mixed, "miou"] -= 0.2
+    cells = cells.sample(frac=1.0, random_state=1)  # found by cell, not by row
+    answer = script("answer")
+    text = answer.answer(
+        paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
+        per_fold_differences(per_seed, "baseline_equal", "baseline"),
+        pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(), per_seed, cells,
+    )  # fmt: skip
+    table = {
+        cells[0]: cells[1:]
+        for line in text.split("## Processors")[1].splitlines()
+        if line.startswith("| `") and (cells := [c.strip() for c in line.strip("|").split("|")])
+    }
+    assert table["`efm_one_run`"] == ["22/24", "+0.0100 [+0.0100, +0.0100], 22/22 pairs"]
+    # Seeds 1-2 against a Xeon reference, and t1's seeds 3-4 too: the other ten pairs match.
+    assert table["`ohem`"] == ["10/24", ""]
+    assert table["`full`"] == ["0/12", ""]
+    assert "## Processors" not in answer.answer(
+        paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
+        per_fold_differences(per_seed, "baseline_equal", "baseline"),
+        pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(),
+    )  # fmt: skip
+
+
+def test_processor_noise_compares_each_run_on_two_processors_with_its_seeds(tmp_path, capsys):
+    rows = {"epyc": [0.30, 0.32, 0.40, 0.44], "xeon": [0.31, 0.30, 0.40, 0.46]}
+    for name, file in script("processor_noise").RUNS.items():
+        pd.DataFrame(
+            {"fold": ["t2", "t2", "t1", "t1"], "seed": [2, 1, 1, 2], "val_iou_last": rows[name]}
+        ).to_csv(tmp_path / file, index=False)
+    assert script("processor_noise").main(tmp_path) == 0
+    table = pd.read_csv(tmp_path / "processor_noise.csv").set_index(["fold", "seed"])
+    assert table.loc[("t2", 2), "xeon_minus_epyc"] == pytest.approx(0.01)
+    assert table.loc[("t1", 2), "xeon_minus_epyc"] == pytest.approx(0.02)
+    out = capsys.readouterr().out
+    assert "4 runs on both processors" in out and "mean +0.0025" in out
+    # seed 2 − seed 1: EPYC -0.02 and 0.04 (sd 0.0424), Xeon 0.01 and 0.06 (sd 0.0354)
+    assert "sd 0.0424 (EPYC), 0.0354 (Xeon)" in out
+
+
 def test_the_answer_needs_the_complete_grid(tmp_path, capsys):
     from efm_seg.study.analysis import paired_differences, per_fold_differences
 

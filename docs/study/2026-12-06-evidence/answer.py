@@ -18,7 +18,12 @@ writes ``answer.md``:
 - **what EFM does change**: each EFM configuration's calibration (ECE before and after
   temperature scaling of both sides; a gain counts only if it survives the scaling);
 - **limits**: the folds whose reference was still improving, the pairs, the detectable
-  difference.
+  difference;
+- **processors** (a check beside the answer, not part of it): the grid trained on two
+  processors, and a seeded cell trained again on another differs as much as two seeds do
+  (``processor_noise.py``). Per configuration, how many of its pairs trained both cells on
+  the same processor; for the primary comparison and the new default (if any), the paired
+  difference again on those pairs alone. Needs ``per_seed.csv`` and ``cells.csv``.
 
 It prints nothing of the scores; run it once the grid is complete and ``collect.py`` has run.
 
@@ -35,6 +40,7 @@ import pandas as pd
 
 from efm_seg.framework.config_loader import ProjectConfigLoader
 from efm_seg.reporting.report import to_markdown
+from efm_seg.study.analysis import pair_differences, t_interval
 
 HERE = Path(__file__).resolve().parent
 CONF = HERE.parents[2] / "conf"
@@ -101,9 +107,65 @@ def metric_cells(rows: dict, run: str, metrics: dict[str, str], text) -> dict[st
     }
 
 
+def same_processor(per_seed: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """Every pair's mIoU difference from the reference (by fold and seed), and whether both of
+    its cells trained on the same processor(s) (``cells.csv``'s ``processors``)."""
+    processors = cells.set_index(["arch", "fold", "seed", "run", "stage"])["processors"]
+    pairs = pair_differences(per_seed, REFERENCE, "baseline")
+    pairs = pairs[pairs["metric"] == "miou"].reset_index(drop=True)
+
+    def processor(row: pd.Series, run: str, stage: str) -> str:
+        return processors.get((row["arch"], row["fold"], int(row["seed"]), run, stage), "")
+
+    pairs["same"] = [
+        bool(mine) and mine == processor(row, REFERENCE, "baseline")
+        for _, row in pairs.iterrows()
+        for mine in [processor(row, row["run"], row["stage"])]
+    ]
+    return pairs
+
+
+def processor_lines(pairs: pd.DataFrame, shipped: dict, checked: list[str],
+                    confidence: float) -> list[str]:  # fmt: skip
+    """The processor check (see the module's docstring), as Markdown lines."""
+    table = []
+    for run, (stage, _) in shipped.items():
+        mine = pairs[(pairs["run"] == run) & (pairs["stage"] == stage)]
+        row = {
+            "configuration": f"`{run}`",
+            "pairs on one processor": f"{int(mine['same'].sum())}/{len(mine)}",
+        }
+        if run in checked:
+            same = mine.loc[mine["same"], "difference"]
+            if len(same) >= 2:
+                mean, low, high = t_interval(same, confidence)
+                favour = int((same > 0).sum())
+                row["mIoU difference on those pairs"] = (
+                    f"{mean:+.4f} [{low:+.4f}, {high:+.4f}], {favour}/{len(same)} pairs"
+                )
+            else:
+                row["mIoU difference on those pairs"] = f"{len(same)} pair(s): no interval"
+        table.append(row)
+    return [
+        "## Processors (a check beside the answer, not part of it)",
+        "",
+        "The grid trained on an Intel Xeon and an AMD EPYC. The same seeded run trained on "
+        "both differs by about half to two thirds as much as two seeds do, with no offset "
+        "between the processors (validation IoU, `processor_noise.csv`): a pair whose two "
+        "cells trained on different processors is noisier, not biased. For the primary "
+        "comparison and the new default, the difference again on the pairs trained on one "
+        "processor:",
+        "",
+        to_markdown(pd.DataFrame(table).fillna("")),
+        "",
+    ]
+
+
 def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFrame,
-           study: dict) -> str:  # fmt: skip
-    """The answer as Markdown (see the module's docstring for the rules)."""
+           study: dict, per_seed: pd.DataFrame | None = None,
+           cell_table: pd.DataFrame | None = None) -> str:  # fmt: skip
+    """The answer as Markdown (see the module's docstring for the rules); with ``per_seed``
+    and ``cell_table`` (``cells.csv``), the processor check too."""
     shipped = configurations(study)
     rows = {
         (run, metric): row
@@ -217,17 +279,24 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
         f"detects {primary['detectable']:.4f} mIoU at 80 % power; the issue's target was 0.01.",
         "",
     ]
+    if per_seed is not None and cell_table is not None:
+        checked = [PRIMARY] + ([chosen[0]] if chosen and chosen[0] != PRIMARY else [])
+        pairs = same_processor(per_seed, cell_table)
+        lines += processor_lines(pairs, shipped, checked, float(primary["confidence"]))
     return "\n".join(lines)
 
 
 def main(folder: Path) -> int:
-    reports = {name: folder / f"{name}.csv" for name in ("paired", "per_fold", "convergence")}
+    names = ("paired", "per_fold", "convergence", "per_seed", "cells")
+    reports = {name: folder / f"{name}.csv" for name in names}
     absent = [str(path) for path in reports.values() if not path.is_file()]
     if absent:
         print(f"missing {', '.join(absent)}: run collect.py once the grid is complete")
         return 1
-    paired, per_fold, convergence = (pd.read_csv(path) for path in reports.values())
-    text = answer(paired, per_fold, convergence, grid())
+    paired, per_fold, convergence, per_seed, cells = (
+        pd.read_csv(path) for path in reports.values()
+    )
+    text = answer(paired, per_fold, convergence, grid(), per_seed, cells)
     (folder / "answer.md").write_text(text + "\n")
     print(f"wrote {folder / 'answer.md'}")
     return 0
