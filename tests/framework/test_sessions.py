@@ -143,6 +143,16 @@ def test_the_study_in_another_environment_refuses_to_start_without_its_own_store
     assert sorted(p.relative_to(demo_copy) for p in (demo_copy / "data/local").rglob("*")) == before
 
 
+def test_a_bad_study_block_is_refused_in_one_line_before_anything_runs(kedro_project):
+    """``kedro run --env dubai --pipelines study --params study.confidence=2.0``: the run stops
+    with the parameter's own one-line message, having written nothing."""
+    with pytest.raises(
+        ValueError, match=r"^study\.confidence: Input should be less than 1 \(got 2\.0\)$"
+    ):
+        kedro_run(kedro_project, ["study"], env="dubai", **{"study.confidence": "2.0"})
+    assert not (kedro_project / "data" / "dubai").exists()
+
+
 def test_the_study_in_a_users_environment_trains_on_that_environments_store(demo_copy):
     env = add_user_environment(demo_copy)
     kedro_run(demo_copy, ["ingestion", "preprocessing", "split", "study"], env=env)

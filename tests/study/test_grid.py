@@ -247,6 +247,24 @@ def test_bad_grids_are_refused_naming_the_problem(changes, message):
         StudyParams.model_validate(study(**changes))
 
 
+def test_a_bad_grid_stops_the_pipeline_with_one_line_per_problem():
+    """The study pipeline is built while Kedro finds the pipelines, before any hook checks a
+    parameter: its error is the run's error, so it reads like every other parameter check."""
+    from efm_seg.pipelines.study.pipeline import create_pipeline
+
+    bad = study(confidence=2.0, seeds=[])
+    with pytest.raises(ValueError) as error:
+        create_pipeline(bad)
+    assert not isinstance(error.value, ValidationError)
+    problems = str(error.value).split("; ")
+    assert (
+        problems[0]
+        == "study.seeds: List should have at least 1 item after validation, not 0 (got [])"
+    )
+    assert problems[1] == "study.confidence: Input should be less than 1 (got 2.0)"
+    assert "\n" not in str(error.value) and "pydantic" not in str(error.value)
+
+
 def test_a_cell_whose_efm_would_never_switch_on_is_refused():
     blocks = {
         "study": study(overrides={}),  # the EFM stage keeps its own start_epoch

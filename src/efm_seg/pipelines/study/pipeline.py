@@ -27,10 +27,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from kedro.pipeline import Node, Pipeline
+from pydantic import ValidationError
 
 from efm_seg.basics.names import TRAINING_TAG
 from efm_seg.framework.hooks.study_grid import session_study_block
-from efm_seg.parameters import StudyParams
+from efm_seg.parameters import StudyParams, describe
 from efm_seg.pipelines.study.nodes import (
     cell_evaluator,
     cell_trainer,
@@ -147,7 +148,12 @@ def create_pipeline(study: Mapping[str, Any] | None = None, **kwargs) -> Pipelin
             "empty until one does"
         )
         return Pipeline([])
-    study = StudyParams.model_validate(block)
+    try:
+        study = StudyParams.model_validate(block)
+    except ValidationError as exc:
+        # Built while Kedro finds the pipelines, before any hook can check a parameter: the
+        # user sees this message as the run's error, one line per problem.
+        raise ValueError(describe(exc, "study")) from None
     grid = list(cells(study))
     tags = cell_tags(grid)
     folds = [
