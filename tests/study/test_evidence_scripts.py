@@ -234,19 +234,21 @@ def test_the_answer_falls_back_to_boundary_iou_and_flags_an_uncorrected_win():
     assert "it holds only uncorrected, Holm's p being 0.200" in text
 
 
-def test_the_answer_checks_the_primary_comparison_on_pairs_trained_on_one_processor():
+def processor_table(effects: dict, shift_mixed: float = 0.0) -> tuple[str, dict]:
+    """The answer on made-up scores whose seeds 1 and 2 of the reference and ``efm_one_run``,
+    and the reference of fold t1, trained on a Xeon and the rest on an EPYC, with
+    ``efm_one_run``'s two mixed pairs (fold t1, seeds 3 and 4) moved by ``shift_mixed``; and
+    the processor check's table, by configuration."""
     from efm_seg.study.analysis import paired_differences, per_fold_differences
 
-    per_seed = evidence_per_seed({"efm_one_run": {"miou": 0.01}}, noise=0.0)
+    per_seed = evidence_per_seed(effects, noise=0.0)
     xeon = (per_seed["seed"] <= 2) & per_seed["run"].isin(["baseline_equal", "efm_one_run"])
     xeon |= (per_seed["run"] == "baseline_equal") & (per_seed["fold"] == "t1")
     cells = per_seed[["arch", "fold", "seed", "run", "stage"]].assign(
         processors=["Intel Xeon" if x else "AMD EPYC" for x in xeon]
     )
-    # The two seed-3/4 pairs of fold t1 mix processors; make them say the opposite.
     mixed = (per_seed["run"] == "efm_one_run") & (per_seed["fold"] == "t1")
-    mixed &= per_seed["seed"] > 2
-    per_seed.loc[mixed, "miou"] -= 0.2
+    per_seed.loc[mixed & (per_seed["seed"] > 2), "miou"] += shift_mixed
     cells = cells.sample(frac=1.0, random_state=1)  # found by cell, not by row
     answer = script("answer")
     text = answer.answer(
@@ -259,15 +261,33 @@ def test_the_answer_checks_the_primary_comparison_on_pairs_trained_on_one_proces
         for line in text.split("## Processors")[1].splitlines()
         if line.startswith("| `") and (cells := [c.strip() for c in line.strip("|").split("|")])
     }
-    assert table["`efm_one_run`"] == ["22/24", "+0.0100 [+0.0100, +0.0100], 22/22 pairs"]
+    return text, table
+
+
+def test_the_answer_checks_the_primary_comparison_on_pairs_trained_on_one_processor():
+    # The two pairs that mix processors say the opposite of the other 22.
+    _, table = processor_table({"efm_one_run": {"miou": 0.01}}, shift_mixed=-0.2)
+    assert table["`efm_one_run`"] == ["22/24", "mIoU +0.0100 [+0.0100, +0.0100], 22/22 pairs"]
     # Seeds 1-2 against a Xeon reference, and t1's seeds 3-4 too: the other ten pairs match.
     assert table["`ohem`"] == ["10/24", ""]
     assert table["`full`"] == ["0/12", ""]
+    from efm_seg.study.analysis import paired_differences, per_fold_differences
+
+    per_seed = evidence_per_seed({})
+    answer = script("answer")
     assert "## Processors" not in answer.answer(
         paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
         per_fold_differences(per_seed, "baseline_equal", "baseline"),
         pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(),
     )  # fmt: skip
+
+
+def test_the_processor_check_takes_the_default_on_the_metric_it_was_chosen_on():
+    text, table = processor_table({"ohem": {"boundary_iou": 0.1}})
+    assert "**`ohem` becomes the default** (the largest mean Boundary IoU gain" in text
+    assert table["`ohem`"] == ["10/24", "Boundary IoU +0.1000 [+0.1000, +0.1000], 10/10 pairs"]
+    assert table["`efm_one_run`"][1].startswith("mIoU +0.0000")
+    assert table["`focal`"] == ["10/24", ""]
 
 
 def test_processor_noise_compares_each_run_on_two_processors_with_its_seeds(tmp_path, capsys):
@@ -376,7 +396,9 @@ def test_restore_puts_the_committed_cells_back_and_trains_only_what_they_cannot_
     (source / "study_invocations.log").write_text("the lost machine's invocations\n")
     assert restore.main(data, study, source) == 0
 
-    assert "restored 12 cells; 8 of 14 to train" in capsys.readouterr().out
+    assert "restored 12 cells; 8 of 14 to train, 6 of them restored ones set aside" in (
+        capsys.readouterr().out
+    )
     # The log goes on from the committed one, so collect.py lists every machine's invocations.
     assert (data / "study_invocations.log").read_text() == "the lost machine's invocations\n"
     kept = data / "07_model_output/study/FPN/b/seed1/focal/baseline/scores.csv"
@@ -400,17 +422,26 @@ def test_restore_puts_the_committed_cells_back_and_trains_only_what_they_cannot_
     ]  # fmt: skip
     assert set(nodes) <= {node.name for node in create_pipeline(RESTORED_GRID).nodes}
 
-    # Again, once fold a's EFM stage has trained on this machine: its fine-tuning alone is left
-    # there, and nothing is restored over what the machine holds.
-    efm = data / "06_models/study/FPN/a/seed1/warm/efm/best_checkpoint.pt/2026-12-08T00.00.00.000Z"
-    efm.mkdir(parents=True)
-    (efm / "best_checkpoint.pt").write_bytes(b"")
+    # The restored cells to train again are set aside, so that Kedro scores them again (with
+    # --only-missing-outputs a scoring node runs only where the scores are missing).
+    aside = data / "07_model_output/study/FPN/b/seed1/warm/efm"
+    assert not (aside / "scores.csv").exists() and not (aside / "history.csv").exists()
+    assert (data / "restored_set_aside/FPN/b/seed1/warm/efm/scores.csv").is_dir()
+    assert (data / "07_model_output/study/FPN/a/seed1/fresh/efm/scores.csv").is_dir()  # kept
+
+    # Again, once fold a's baseline and EFM stage have trained and been scored on this machine:
+    # its fine-tuning alone is left there, and nothing set aside comes back.
+    for cell, init in ((Cell("FPN", "a", 1, "baseline", "baseline"), ""),
+                       (Cell("FPN", "a", 1, "warm", "efm"), "baseline")):  # fmt: skip
+        save_version(data, cell, "best_checkpoint.pt")
+        save_version(data, cell, "scores.csv", init)
     (data / "study_invocations.log").write_text("this machine's log\n")
     assert restore.main(data, study, source) == 0
     assert (data / "study_invocations.log").read_text() == "this machine's log\n"
-    assert "restored 0 cells; 6 of 14 to train" in capsys.readouterr().out
+    assert "restored 0 cells; 6 of 14 to train, 0 of them" in capsys.readouterr().out
     nodes = (data / "restore_nodes.txt").read_text().strip().split(",")
     assert [n for n in nodes if ".a.seed1." in n] == trained("a", "warm.finetune")
+    assert not (aside / "scores.csv").exists()
 
 
 def save_version(data: Path, cell, name: str, init_stage: str = "") -> None:

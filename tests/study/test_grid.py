@@ -247,7 +247,7 @@ def test_bad_grids_are_refused_naming_the_problem(changes, message):
         StudyParams.model_validate(study(**changes))
 
 
-def test_a_bad_grid_stops_the_pipeline_with_one_line_per_problem():
+def test_a_bad_grid_stops_the_pipeline_naming_each_problem_on_one_line():
     """The study pipeline is built while Kedro finds the pipelines, before any hook checks a
     parameter: its error is the run's error, so it reads like every other parameter check."""
     from efm_seg.pipelines.study.pipeline import create_pipeline

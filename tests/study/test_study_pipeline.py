@@ -349,11 +349,26 @@ def test_a_study_continues_on_a_new_machine_from_its_committed_cells(study_run: 
     for folder in ("06_models/study", "07_model_output/study", "08_reporting/study"):
         shutil.rmtree(data / folder)  # a new machine: only the prepared data
 
-    script("restore").main(data, StudyParams.model_validate(GRID), tmp_path / "cells")
-    nodes = (data / "restore_nodes.txt").read_text().strip().split(",")
+    # As run_grid.sh does it: restore, then one cell per run, each scored as soon as it has
+    # trained (--only-missing-outputs: a scoring node runs only where scores are missing), then
+    # the convergence check and the summary by name.
+    study = StudyParams.model_validate(GRID)
+    script("restore").main(data, study, tmp_path / "cells")
+    runs_in_grid = list(dict.fromkeys(cell.split("/")[3] for cell in CELLS))
     bootstrap_project(project)
+    for cell in script("next_cells").to_train(data, study, runs_in_grid):
+        with KedroSession.create(project_path=project) as session:
+            session.run(
+                pipeline_names=["study"],
+                node_names=[f"{cell}.train", f"{cell}.evaluate"],
+                only_missing_outputs=True,
+            )
     with KedroSession.create(project_path=project) as session:
-        session.run(pipeline_names=["study"], node_names=nodes)
+        session.run(
+            pipeline_names=["study"],
+            node_names=["study.check_convergence", "study.summarize"],
+            only_missing_outputs=True,
+        )
 
     # The lost fine-tuning, its EFM stage and the seed's baseline trained again (a restored
     # cell has no checkpoint to start from); nothing else did.

@@ -20,10 +20,11 @@ writes ``answer.md``:
 - **limits**: the folds whose reference was still improving, the pairs, the detectable
   difference;
 - **processors** (a check beside the answer, not part of it): the grid trained on two
-  processors, and a seeded cell trained again on another differs as much as two seeds do
-  (``processor_noise.py``). Per configuration, how many of its pairs trained both cells on
-  the same processor; for the primary comparison and the new default (if any), the paired
-  difference again on those pairs alone. Needs ``per_seed.csv`` and ``cells.csv``.
+  processors, and a seeded run trained again on the other differs by about half to two thirds
+  as much as two seeds do (``processor_noise.py``). Per configuration, how many of its pairs
+  trained both cells on the same processor; for the primary comparison (mIoU) and the new
+  default (if any, on the metric it was chosen on), the paired difference again on those pairs
+  alone. Needs ``per_seed.csv`` and ``cells.csv``.
 
 It prints nothing of the scores; run it once the grid is complete and ``collect.py`` has run.
 
@@ -108,11 +109,12 @@ def metric_cells(rows: dict, run: str, metrics: dict[str, str], text) -> dict[st
 
 
 def same_processor(per_seed: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
-    """Every pair's mIoU difference from the reference (by fold and seed), and whether both of
-    its cells trained on the same processor(s) (``cells.csv``'s ``processors``)."""
+    """Every pair's difference from the reference on each accuracy metric (by fold and seed),
+    and whether both of its cells trained on the same processor(s) (``cells.csv``'s
+    ``processors``)."""
     processors = cells.set_index(["arch", "fold", "seed", "run", "stage"])["processors"]
     pairs = pair_differences(per_seed, REFERENCE, "baseline")
-    pairs = pairs[pairs["metric"] == "miou"].reset_index(drop=True)
+    pairs = pairs[pairs["metric"].isin(list(ACCURACY))].reset_index(drop=True)
 
     def processor(row: pd.Series, run: str, stage: str) -> str:
         return processors.get((row["arch"], row["fold"], int(row["seed"]), run, stage), "")
@@ -125,26 +127,31 @@ def same_processor(per_seed: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     return pairs
 
 
-def processor_lines(pairs: pd.DataFrame, shipped: dict, checked: list[str],
+def processor_lines(pairs: pd.DataFrame, shipped: dict, checked: dict[str, list[str]],
                     confidence: float) -> list[str]:  # fmt: skip
-    """The processor check (see the module's docstring), as Markdown lines."""
+    """The processor check (see the module's docstring), as Markdown lines; ``checked``: the
+    metrics to compute again for each run checked (the primary comparison's, the default's)."""
     table = []
     for run, (stage, _) in shipped.items():
         mine = pairs[(pairs["run"] == run) & (pairs["stage"] == stage)]
+        mine_miou = mine[mine["metric"] == "miou"]
         row = {
             "configuration": f"`{run}`",
-            "pairs on one processor": f"{int(mine['same'].sum())}/{len(mine)}",
+            "pairs on one processor": f"{int(mine_miou['same'].sum())}/{len(mine_miou)}",
         }
-        if run in checked:
-            same = mine.loc[mine["same"], "difference"]
+        texts = []
+        for metric in checked.get(run, []):
+            same = mine.loc[mine["same"] & (mine["metric"] == metric), "difference"]
             if len(same) >= 2:
                 mean, low, high = t_interval(same, confidence)
                 favour = int((same > 0).sum())
-                row["mIoU difference on those pairs"] = (
-                    f"{mean:+.4f} [{low:+.4f}, {high:+.4f}], {favour}/{len(same)} pairs"
+                texts.append(
+                    f"{ACCURACY[metric]} {mean:+.4f} [{low:+.4f}, {high:+.4f}], "
+                    f"{favour}/{len(same)} pairs"
                 )
             else:
-                row["mIoU difference on those pairs"] = f"{len(same)} pair(s): no interval"
+                texts.append(f"{ACCURACY[metric]}: {len(same)} pair(s), no interval")
+        row["difference on those pairs"] = "; ".join(texts)
         table.append(row)
     return [
         "## Processors (a check beside the answer, not part of it)",
@@ -156,7 +163,7 @@ def processor_lines(pairs: pd.DataFrame, shipped: dict, checked: list[str],
         "comparison and the new default, the difference again on the pairs trained on one "
         "processor:",
         "",
-        to_markdown(pd.DataFrame(table).fillna("")),
+        to_markdown(pd.DataFrame(table)),
         "",
     ]
 
@@ -280,7 +287,9 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
         "",
     ]
     if per_seed is not None and cell_table is not None:
-        checked = [PRIMARY] + ([chosen[0]] if chosen and chosen[0] != PRIMARY else [])
+        checked = {PRIMARY: ["miou"]}
+        if chosen:  # the default, on the metric it was chosen on
+            checked[chosen[0]] = list(dict.fromkeys([*checked.get(chosen[0], []), chosen[1]]))
         pairs = same_processor(per_seed, cell_table)
         lines += processor_lines(pairs, shipped, checked, float(primary["confidence"]))
     return "\n".join(lines)

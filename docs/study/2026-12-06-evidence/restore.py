@@ -3,14 +3,21 @@
 
 1. Copies each committed cell's ``scores.csv`` and ``history.csv`` into the data root as a
    version of its dataset (the run id of its scored checkpoint), unless the data root already
-   holds scores of that cell (a cell this machine trained is kept).
+   holds scores of that cell (a cell this machine trained is kept) or an earlier run set the
+   cell aside to train again (3).
 2. Works out the cells still to train: those without scores, then, until nothing changes, the
    parent of any of them whose checkpoint is not on this machine (a restored cell has none, and a
    stage's node reads its parent's checkpoint) and any restored cell that started from a cell
    trained again (its lineage would no longer match, and the summary would refuse it).
-3. Copies the committed invocation log into the data root if it has none, so the log (and
+3. Sets aside (below ``restored_set_aside/`` in the data root) the scores and history of every
+   restored cell it has to train again, so that Kedro scores it again: with
+   ``--only-missing-outputs`` a cell's scoring node runs only where its scores are missing, and
+   scores kept from the lost machine would name a checkpoint that no longer exists, which the
+   summary refuses in the cells started from the new one. Set aside, the cell also stays to
+   train for a later run of this script on this machine.
+4. Copies the committed invocation log into the data root if it has none, so the log (and
    ``collect.py``'s ``invocations.csv``) stays whole across machines.
-4. Writes ``restore_nodes.txt`` in the data root: the fold splits, each of those cells' ``train``
+5. Writes ``restore_nodes.txt`` in the data root: the fold splits, each of those cells' ``train``
    and ``evaluate`` nodes in grid order, the convergence check and the summary, comma-separated
    for ``kedro run --nodes``:
 
@@ -39,6 +46,7 @@ DATA_ROOT = HERE.parents[2] / "data" / "evidence"
 CONF = HERE.parents[2] / "conf"
 FILES = ("scores.csv", "history.csv")
 NODES = "restore_nodes.txt"
+SET_ASIDE = "restored_set_aside"
 LOG = "study_invocations.log"
 
 
@@ -75,6 +83,8 @@ def restore(source: Path, data_root: Path, grid: list[Cell]) -> list[Cell]:
         kept = source / folder(cell)
         if not all((kept / name).is_file() for name in FILES) or has_scores(data_root, cell):
             continue
+        if (data_root / SET_ASIDE / folder(cell)).exists():
+            continue  # restored before and set aside to train again: not wanted back
         version = str(pd.read_csv(kept / "scores.csv")["checkpoint_run"].iloc[0])
         for name in FILES:
             target = data_root / "07_model_output/study" / folder(cell) / name / version / name
@@ -102,6 +112,24 @@ def cells_to_train(data_root: Path, grid: list[Cell]) -> list[Cell]:
     return [cell for cell in grid if cell in wanted]
 
 
+def set_aside(data_root: Path, training: list[Cell]) -> list[Cell]:
+    """Move the scores and history of the cells of ``training`` that have scores and no
+    checkpoint (restored ones) below ``restored_set_aside/``; the cells moved."""
+    moved = []
+    for cell in training:
+        if not has_scores(data_root, cell) or has_checkpoint(data_root, cell):
+            continue
+        for name in FILES:
+            dataset = data_root / "07_model_output/study" / folder(cell) / name
+            if dataset.is_dir():
+                target = data_root / SET_ASIDE / folder(cell) / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(target, ignore_errors=True)  # set aside by an earlier run
+                shutil.move(dataset, target)
+        moved.append(cell)
+    return moved
+
+
 def node_names(study: StudyParams, training: list[Cell]) -> list[str]:
     """The nodes that train and score ``training``, with the fold splits before and the
     convergence check and the summary after."""
@@ -125,10 +153,11 @@ def main(data_root: Path, study: StudyParams | None = None, source: Path = HERE 
     if (source / LOG).is_file() and not (data_root / LOG).exists():
         shutil.copyfile(source / LOG, data_root / LOG)
     training = cells_to_train(data_root, grid)
+    moved = set_aside(data_root, training)
     (data_root / NODES).write_text(",".join(node_names(study, training)) + "\n")
     print(
-        f"restored {len(restored)} cells; {len(training)} of {len(grid)} to train "
-        f"(nodes in {data_root / NODES})"
+        f"restored {len(restored)} cells; {len(training)} of {len(grid)} to train, "
+        f"{len(moved)} of them restored ones set aside (nodes in {data_root / NODES})"
     )
     return 0
 

@@ -13,14 +13,19 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cd "$(git -C "$here" rev-parse --show-toplevel)"
 cells() { .venv/bin/python "$here/next_cells.py" "$@"; }
 one_by_one() {
-  for cell in $(cells "$@"); do
+  local list
+  list=$(cells "$@") || return  # a listing that fails stops the grid, not skips a tier
+  for cell in $list; do
     bash "$here/run_tier.sh" --nodes "$cell.train,$cell.evaluate" || return
   done
 }
 .venv/bin/python "$here/restore.py" || exit
 folds=$(tr ',' '\n' < data/evidence/restore_nodes.txt | grep '^study\.folds\.' | paste -sd,)
+# An empty --nodes would select the whole pipeline, training every restored cell again.
+[ -n "$folds" ] || { echo "no fold splits in restore_nodes.txt" >&2; exit 1; }
 bash "$here/run_tier.sh" --nodes "$folds" || exit  # the fold splits, on a new machine
-for cell in $(cells --trained); do  # what a stopped invocation trained but did not score
+trained=$(cells --trained) || exit
+for cell in $trained; do  # what a stopped invocation trained but did not score
   bash "$here/run_tier.sh" --nodes "$cell.evaluate" || exit
 done
 one_by_one baseline_equal || exit

@@ -152,7 +152,7 @@ def create_pipeline(study: Mapping[str, Any] | None = None, **kwargs) -> Pipelin
         study = StudyParams.model_validate(block)
     except ValidationError as exc:
         # Built while Kedro finds the pipelines, before any hook can check a parameter: the
-        # user sees this message as the run's error, one line per problem.
+        # user sees this message as the run's error, every problem named on one line.
         raise ValueError(describe(exc, "study")) from None
     grid = list(cells(study))
     tags = cell_tags(grid)
