@@ -172,13 +172,16 @@ def evidence_per_seed(effects: dict[str, dict[str, float]], noise: float = 0.002
     return pd.DataFrame(rows)
 
 
-def study_answer(effects: dict[str, dict[str, float]], failing=("t3",)) -> str:
+def study_answer(effects: dict[str, dict[str, float]], failing=("t3",), patch=None) -> str:
+    """The answer on made-up scores; ``patch(paired)`` may change the paired table first."""
     from efm_seg.study.analysis import paired_differences, per_fold_differences
 
     per_seed = evidence_per_seed(effects)
     # Rows in any order: the answer reads each configuration's own stage, wherever it is.
     paired = paired_differences(per_seed, "baseline_equal", "baseline", 0.95)
     paired = paired.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    if patch is not None:
+        patch(paired)
     per_fold = per_fold_differences(per_seed, "baseline_equal", "baseline")
     convergence = pd.DataFrame(
         {"fold": [f"t{i}" for i in range(1, 7)],
@@ -188,12 +191,71 @@ def study_answer(effects: dict[str, dict[str, float]], failing=("t3",)) -> str:
     return answer.answer(paired, per_fold, convergence, answer.grid())
 
 
+def table_row(text: str, section: str, configuration: str) -> list[str]:
+    """The cells of ``configuration``'s row in the answer's table under ``section``."""
+    part = text.split(section)[1].split("\n## ", maxsplit=1)[0]
+    line = next(line for line in part.splitlines() if line.startswith(f"| {configuration} "))
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
 def test_the_answer_finds_no_winner_when_nothing_differs():
     text = study_answer({})
     assert "**No difference** between EFM in one run and the equal-budget baseline" in text
     assert "**None does.**" in text and "becomes the default" not in text
+    # A negative result says how large a gain the design would have seen.
+    assert "no gain was detected" in text and "smaller gains are not ruled out" in text
     assert "on 1 of 6 folds (t3)" in text
+    assert "(at most 2 such folds) is met." in text
     assert "Pairs per comparison: 12 or 24" in text
+    # Holm's family is every run and stage compared on the metric: 14 in the evidence grid.
+    assert "(14 on mIoU: each run and stage in `paired.csv`)" in text
+
+
+def test_the_answer_lists_every_configuration_a_user_could_ship_at_its_own_stage():
+    answer = script("answer")
+    assert answer.configurations(answer.grid()) == {
+        "efm_one_run": ("baseline", True),
+        "efm_one_run_topk_all": ("baseline", True),
+        "efm_one_run_no_boundary": ("baseline", True),
+        "efm_one_run_error_only": ("baseline", True),
+        "ohem": ("baseline", False),
+        "focal": ("baseline", False),
+        "lovasz": ("baseline", False),
+        "full": ("finetune", True),
+        "init_previous": ("finetune", True),
+        "error_only": ("finetune", True),
+    }
+    # Each row carries the smallest difference its own pairs detect: 24 pairs or 12.
+    text = study_answer({})
+    for configuration in ("`ohem`", "`full` (after fine-tuning)"):
+        miou = table_row(text, "## Does a configuration", configuration)[1]
+        assert "; detects 0.0" in miou
+
+
+def test_a_configuration_that_loses_is_no_winner():
+    text = study_answer({"ohem": {"miou": -0.05}})
+    assert "**None does.**" in text
+    assert "**loses**" in table_row(text, "## Does a configuration", "`ohem`")[1]
+
+
+def test_the_answer_says_when_the_plateau_rule_is_not_met():
+    text = study_answer({}, failing=("t3", "t5", "t6"))
+    assert "on 3 of 6 folds (t3, t5, t6)" in text
+    assert "(at most 2 such folds) is **not met**" in text
+    assert "not for converged models" in text
+
+
+def test_the_primary_verdict_says_when_holm_does_not_keep_it():
+    def unadjusted_win(paired):
+        primary = (paired["run"] == "efm_one_run") & (paired["metric"] == "miou")
+        paired.loc[primary, ["ci_low", "p_holm"]] = [0.001, 0.3]
+
+    text = study_answer({}, patch=unadjusted_win)
+    assert (
+        "EFM in one run **beats** the equal-budget baseline on mIoU (uncorrected only: "
+        "Holm's p is 0.300)." in text
+    )
+    assert "(uncorrected only)" in table_row(text, "## Does a configuration", "`efm_one_run`")[1]
 
 
 def test_the_answer_ships_the_largest_mIoU_gain_and_says_whether_it_is_EFM():
@@ -213,6 +275,29 @@ def test_the_answer_ships_the_largest_mIoU_gain_and_says_whether_it_is_EFM():
     row = next(line for line in text.splitlines() if line.startswith("| `efm_one_run`")
                and "**lower**" in line)  # fmt: skip
     assert row.count("**lower**") == 1  # ECE lower before scaling only
+    assert "ECE: lower, gone after scaling; NLL: no gain" in row
+    assert "No EFM configuration keeps a calibration gain once both sides are" in text
+
+
+def test_a_calibration_gain_counts_when_it_survives_temperature_scaling():
+    text = study_answer({"init_previous.finetune": {"nll": -0.2, "nll_scaled": -0.1},
+                         "efm_one_run": {"ece": 0.05}})  # fmt: skip
+    row = table_row(text, "## What EFM changes", "`init_previous` (after fine-tuning)")
+    assert row[-1] == "ECE: no gain; NLL: lower, **survives scaling**"
+    assert table_row(text, "## What EFM changes", "`efm_one_run`")[-1].startswith(
+        "ECE: no gain (higher)"
+    )
+    assert "A calibration gain that survives temperature scaling: `init_previous` (NLL)." in text
+
+
+def test_the_default_says_what_it_costs_on_the_other_metric_and_whether_efm_won_anything():
+    text = study_answer({"focal": {"miou": 0.05, "boundary_iou": -0.05}})
+    assert "**`focal` becomes the default**" in text
+    assert "It scores below the reference on Boundary IoU (-0.05" in text
+    assert "No EFM configuration beats the reference on mIoU or Boundary IoU." in text
+    text = study_answer({"focal": {"miou": 0.05}, "error_only.finetune": {"boundary_iou": 0.05}})
+    assert "EFM configurations that beat the reference too: `error_only`." in text
+    assert "It scores below" not in text
 
 
 def test_the_answer_falls_back_to_boundary_iou_and_flags_an_uncorrected_win():
@@ -234,28 +319,47 @@ def test_the_answer_falls_back_to_boundary_iou_and_flags_an_uncorrected_win():
     assert "it holds only uncorrected, Holm's p being 0.200" in text
 
 
-def processor_table(effects: dict, shift_mixed: float = 0.0) -> tuple[str, dict]:
-    """The answer on made-up scores whose seeds 1 and 2 of the reference and ``efm_one_run``,
-    and the reference of fold t1, trained on a Xeon and the rest on an EPYC, with
-    ``efm_one_run``'s two mixed pairs (fold t1, seeds 3 and 4) moved by ``shift_mixed``; and
-    the processor check's table, by configuration."""
+def mixed_processors(per_seed: pd.DataFrame) -> list[str]:
+    """Seeds 1 and 2 of the reference and ``efm_one_run``, and the reference of fold t1, on a
+    Xeon; the rest on an EPYC."""
+    xeon = (per_seed["seed"] <= 2) & per_seed["run"].isin(["baseline_equal", "efm_one_run"])
+    xeon |= (per_seed["run"] == "baseline_equal") & (per_seed["fold"] == "t1")
+    return ["Intel Xeon" if x else "AMD EPYC" for x in xeon]
+
+
+def processor_table(effects: dict, shift_mixed: float = 0.0, processors=mixed_processors,
+                    folder: Path | None = None) -> tuple[str, dict]:  # fmt: skip
+    """The answer on made-up scores whose cells trained on ``processors(per_seed)``, with
+    ``efm_one_run``'s fold t1 seeds 3 and 4 (mixed pairs, by default) moved by
+    ``shift_mixed``; and the processor check's table, by configuration. With ``folder``, by
+    way of the CSV files ``answer.py`` reads there."""
     from efm_seg.study.analysis import paired_differences, per_fold_differences
 
     per_seed = evidence_per_seed(effects, noise=0.0)
-    xeon = (per_seed["seed"] <= 2) & per_seed["run"].isin(["baseline_equal", "efm_one_run"])
-    xeon |= (per_seed["run"] == "baseline_equal") & (per_seed["fold"] == "t1")
     cells = per_seed[["arch", "fold", "seed", "run", "stage"]].assign(
-        processors=["Intel Xeon" if x else "AMD EPYC" for x in xeon]
+        processors=processors(per_seed)
     )
     mixed = (per_seed["run"] == "efm_one_run") & (per_seed["fold"] == "t1")
     per_seed.loc[mixed & (per_seed["seed"] > 2), "miou"] += shift_mixed
     cells = cells.sample(frac=1.0, random_state=1)  # found by cell, not by row
     answer = script("answer")
-    text = answer.answer(
-        paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
-        per_fold_differences(per_seed, "baseline_equal", "baseline"),
-        pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(), per_seed, cells,
-    )  # fmt: skip
+    reports = {
+        "paired": paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
+        "per_fold": per_fold_differences(per_seed, "baseline_equal", "baseline"),
+        "convergence": pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}),
+        "per_seed": per_seed,
+        "cells": cells,
+    }
+    if folder is None:
+        text = answer.answer(
+            *(reports[name] for name in ("paired", "per_fold", "convergence")), answer.grid(),
+            reports["per_seed"], reports["cells"],
+        )  # fmt: skip
+    else:
+        for name, table in reports.items():
+            table.to_csv(folder / f"{name}.csv", index=False)
+        assert answer.main(folder) == 0
+        text = (folder / "answer.md").read_text()
     table = {
         cells[0]: cells[1:]
         for line in text.split("## Processors")[1].splitlines()
@@ -264,13 +368,22 @@ def processor_table(effects: dict, shift_mixed: float = 0.0) -> tuple[str, dict]
     return text, table
 
 
-def test_the_answer_checks_the_primary_comparison_on_pairs_trained_on_one_processor():
-    # The two pairs that mix processors say the opposite of the other 22.
-    _, table = processor_table({"efm_one_run": {"miou": 0.01}}, shift_mixed=-0.2)
-    assert table["`efm_one_run`"] == ["22/24", "mIoU +0.0100 [+0.0100, +0.0100], 22/22 pairs"]
+def test_the_answer_checks_the_primary_comparison_on_pairs_trained_on_one_processor(tmp_path):
+    # The two pairs that mix processors say the opposite of the other 22, and reverse the
+    # conclusion: read back from the CSV files, as main() reads them.
+    text, table = processor_table(
+        {"efm_one_run": {"miou": 0.01}}, shift_mixed=-0.2, folder=tmp_path
+    )
+    assert table["`efm_one_run`"] == [
+        "22/24", "mIoU +0.0100 [+0.0100, +0.0100], 22/22 pairs",
+        "mIoU: **no** (all pairs: no difference; one processor: above)",
+    ]  # fmt: skip
+    assert "the conclusion changes for `efm_one_run` on mIoU" in text
     # Seeds 1-2 against a Xeon reference, and t1's seeds 3-4 too: the other ten pairs match.
-    assert table["`ohem`"] == ["10/24", ""]
-    assert table["`full`"] == ["0/12", ""]
+    assert table["`ohem`"] == ["10/24", "", ""]
+    assert table["`full`"] == ["0/12", "", ""]
+    _, table = processor_table({"efm_one_run": {"miou": 0.01}})
+    assert table["`efm_one_run`"][2] == "mIoU: yes (above)"
     from efm_seg.study.analysis import paired_differences, per_fold_differences
 
     per_seed = evidence_per_seed({})
@@ -282,12 +395,40 @@ def test_the_answer_checks_the_primary_comparison_on_pairs_trained_on_one_proces
     )  # fmt: skip
 
 
+def test_a_pair_is_on_one_processor_only_with_every_cell_its_model_comes_from():
+    unknown = {"t31fullefm", "t51baseline_equalbaseline", "t51ohembaseline"}
+
+    def one_baseline_elsewhere(per_seed):
+        cell = per_seed["fold"] + per_seed["seed"].astype(str) + per_seed["run"] + per_seed["stage"]
+        return [
+            "Intel Xeon" if c == "t21baselinebaseline"
+            else "not recorded" if c in unknown
+            else "AMD EPYC; Intel Xeon" if c == "t41focalbaseline"
+            else "AMD EPYC"
+            for c in cell
+        ]  # fmt: skip
+
+    _, table = processor_table({}, processors=one_baseline_elsewhere)
+    # Fold t5 seed 1's reference is not recorded: no pair of that fold and seed counts.
+    # init_previous's EFM stage starts from the seed's baseline; full's and error_only's do not.
+    assert table["`init_previous`"][0] == "10/12"
+    assert table["`error_only`"][0] == "11/12"
+    # Epochs no record names are not known to be on one processor, even on both sides (t5
+    # seed 1's OHEM); a cell on two processors is not on one.
+    assert table["`full`"][0] == "10/12"
+    assert table["`ohem`"][0] == "23/24"
+    assert table["`focal`"][0] == "22/24"
+
+
 def test_the_processor_check_takes_the_default_on_the_metric_it_was_chosen_on():
     text, table = processor_table({"ohem": {"boundary_iou": 0.1}})
     assert "**`ohem` becomes the default** (the largest mean Boundary IoU gain" in text
-    assert table["`ohem`"] == ["10/24", "Boundary IoU +0.1000 [+0.1000, +0.1000], 10/10 pairs"]
+    assert table["`ohem`"] == [
+        "10/24", "Boundary IoU +0.1000 [+0.1000, +0.1000], 10/10 pairs",
+        "Boundary IoU: yes (above)",
+    ]  # fmt: skip
     assert table["`efm_one_run`"][1].startswith("mIoU +0.0000")
-    assert table["`focal`"] == ["10/24", ""]
+    assert table["`focal`"] == ["10/24", "", ""]
 
 
 def test_processor_noise_compares_each_run_on_two_processors_with_its_seeds(tmp_path, capsys):
@@ -314,6 +455,16 @@ def test_the_answer_needs_the_complete_grid(tmp_path, capsys):
     per_seed = evidence_per_seed({})
     per_seed = per_seed[per_seed["run"] != "lovasz"]
     with pytest.raises(ValueError, match="no paired mIoU difference for lovasz"):
+        answer.answer(
+            paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
+            per_fold_differences(per_seed, "baseline_equal", "baseline"),
+            pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(),
+        )  # fmt: skip
+    # A configuration short of one fold and seed: reports copied from an unfinished grid.
+    per_seed = evidence_per_seed({})
+    gone = (per_seed["run"] == "lovasz") & (per_seed["fold"] == "t2") & (per_seed["seed"] == 3)
+    per_seed = per_seed[~gone]
+    with pytest.raises(ValueError, match=r"pairs missing for lovasz \(23 of 24\)"):
         answer.answer(
             paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
             per_fold_differences(per_seed, "baseline_equal", "baseline"),

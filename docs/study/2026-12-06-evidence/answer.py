@@ -1,9 +1,9 @@
 """The evidence study's answer, by the rules fixed before any test score was read (README "What
 follows from the answer").
 
-Reads the study's paired differences, per-fold differences and convergence verdicts (the files
-``collect.py`` copies here from ``08_reporting/study``) and the grid (``conf/evidence``), and
-writes ``answer.md``:
+Reads the study's paired differences, per-fold differences, per-seed scores and convergence
+verdicts (the files ``collect.py`` copies here from ``08_reporting/study``), ``cells.csv``
+(``collect.py``'s) and the grid (``conf/evidence``), and writes ``answer.md``:
 
 - **the primary comparison**: EFM in one run (``efm_one_run``) against the equal-budget
   baseline on mIoU: the mean paired difference, its interval, how many pairs favour EFM, its
@@ -12,21 +12,26 @@ writes ``answer.md``:
   fine-tuning; the paper-schedule baseline and the EFM stage alone are not configurations a user
   would ship) *beats* the reference when its paired interval on mIoU or on Boundary IoU lies
   above 0. The default becomes the one with the largest mean mIoU difference among those that
-  beat it on mIoU, or, if none does, on Boundary IoU among those that beat it there. A win whose
-  Holm-adjusted p is 0.05 or more is said to hold only uncorrected. If none beats it, the answer
-  says that at this scale EFM does not improve accuracy;
-- **what EFM does change**: each EFM configuration's calibration (ECE before and after
+  beat it on mIoU, or, if none does, on Boundary IoU among those that beat it there. A result
+  whose Holm-adjusted p is 0.05 or more is said to hold only uncorrected (Holm's family: every
+  comparison with the reference on that metric in ``paired.csv``, each run and stage). If none
+  beats it, the answer says that at this scale EFM does not improve accuracy, and how large a
+  gain the design would have detected;
+- **what EFM does change**: each EFM configuration's calibration (ECE and NLL before and after
   temperature scaling of both sides; a gain counts only if it survives the scaling);
-- **limits**: the folds whose reference was still improving, the pairs, the detectable
-  difference;
+- **limits**: whether the reference met the plateau rule, the folds where it was still
+  improving, the pairs, the detectable difference;
 - **processors** (a check beside the answer, not part of it): the grid trained on two
   processors, and a seeded run trained again on the other differs by about half to two thirds
   as much as two seeds do (``processor_noise.py``). Per configuration, how many of its pairs
-  trained both cells on the same processor; for the primary comparison (mIoU) and the new
-  default (if any, on the metric it was chosen on), the paired difference again on those pairs
-  alone. Needs ``per_seed.csv`` and ``cells.csv``.
+  trained on one processor alone (both sides, with every cell a three-stage configuration
+  starts from); for the primary comparison (mIoU) and the new default (if any, on the metric it
+  was chosen on), the paired difference again on those pairs, and whether its conclusion
+  (above, below, or no difference) is the same.
 
-It prints nothing of the scores; run it once the grid is complete and ``collect.py`` has run.
+It refuses an incomplete grid: every configuration must be compared on every fold and seed it
+and the reference both train. It prints nothing of the scores; run it once the grid is complete
+and ``collect.py`` has run.
 
     .venv/bin/python docs/study/2026-12-06-evidence/answer.py [FOLDER]
 """
@@ -40,6 +45,7 @@ from pathlib import Path
 import pandas as pd
 
 from efm_seg.framework.config_loader import ProjectConfigLoader
+from efm_seg.parameters import StudyParams
 from efm_seg.reporting.report import to_markdown
 from efm_seg.study.analysis import pair_differences, t_interval
 
@@ -47,9 +53,11 @@ HERE = Path(__file__).resolve().parent
 CONF = HERE.parents[2] / "conf"
 PRIMARY = "efm_one_run"
 REFERENCE = "baseline_equal"
+BASELINE = "baseline"  # the paper-schedule baseline, whose checkpoint an EFM stage may start from
 ACCURACY = {"miou": "mIoU", "boundary_iou": "Boundary IoU"}
-CALIBRATION = {"ece": "ECE", "ece_scaled": "ECE (T-scaled)"}
+CALIBRATION = {"ece": "ECE", "nll": "NLL"}  # each also after temperature scaling (`<m>_scaled`)
 HOLM_LEVEL = 0.05
+UNKNOWN = "not recorded"  # collect.py's processor of an epoch no record names
 
 
 def grid(conf: Path = CONF) -> dict:
@@ -68,6 +76,18 @@ def configurations(study: dict) -> dict[str, tuple[str, bool]]:
     return shipped
 
 
+def lineage(study: dict, run: str, stage: str) -> list[tuple[str, str]]:
+    """The cells a configuration's scored model comes from: a one-run configuration's own; a
+    three-stage one's fine-tuning, its EFM stage, and the seed's baseline if the EFM stage
+    starts from it (``efm: {init_from: previous}``)."""
+    if stage != "finetune":
+        return [(run, stage)]
+    efm_stage = {**study.get("overrides", {}).get("efm", {}),
+                 **study["variants"].get(run, {}).get("efm", {})}  # fmt: skip
+    starts_from_baseline = efm_stage.get("init_from") == "previous"
+    return [(run, "finetune"), (run, "efm"), *([(BASELINE, "baseline")] * starts_from_baseline)]
+
+
 def beats(row: pd.Series) -> bool:
     """The paired interval lies above 0 (accuracy: higher is better)."""
     return bool(row["ci_low"] > 0)
@@ -75,6 +95,11 @@ def beats(row: pd.Series) -> bool:
 
 def loses(row: pd.Series) -> bool:
     return bool(row["ci_high"] < 0)
+
+
+def held(row: pd.Series) -> bool:
+    """Holm's adjustment keeps the result."""
+    return bool(row["p_holm"] < HOLM_LEVEL)
 
 
 def interval(row: pd.Series) -> str:
@@ -90,14 +115,37 @@ def p_text(value: float) -> str:
 
 def accuracy_text(row: pd.Series) -> str:
     mark = " **beats**" if beats(row) else " **loses**" if loses(row) else ""
-    held = "" if not beats(row) or row["p_holm"] < HOLM_LEVEL else " (uncorrected only)"
-    return f"{interval(row)}{mark}{held}; p (Holm) {p_text(row['p_holm'])}"
+    kept = "" if not mark or held(row) else " (uncorrected only)"
+    return (
+        f"{interval(row)}{mark}{kept}; p (Holm) {p_text(row['p_holm'])}; "
+        f"detects {row['detectable']:.3f}"
+    )
 
 
 def calibration_text(row: pd.Series) -> str:
     # Lower is better: a gain is an interval below 0.
     mark = " **lower**" if loses(row) else " **higher**" if beats(row) else ""
-    return f"{row['difference']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]{mark}"
+    kept = "" if not mark or held(row) else " (uncorrected only)"
+    return (
+        f"{row['difference']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]{mark}{kept}; "
+        f"p (Holm) {p_text(row['p_holm'])}"
+    )
+
+
+def calibration_verdict(rows: dict, run: str, metric: str) -> str:
+    """Whether ``run`` lowers ``metric`` against the reference, and whether that survives
+    temperature scaling of both sides."""
+    before, after = rows.get((run, metric)), rows.get((run, f"{metric}_scaled"))
+    label = CALIBRATION[metric]
+    if before is None or after is None:
+        return f"{label}: not compared"
+    if not loses(before):
+        return f"{label}: no gain" + (" (higher)" if beats(before) else "")
+    if loses(after):
+        return f"{label}: lower, **survives scaling**" + (
+            "" if held(after) else " (uncorrected only)"
+        )
+    return f"{label}: lower, gone after scaling"
 
 
 def metric_cells(rows: dict, run: str, metrics: dict[str, str], text) -> dict[str, str]:
@@ -108,30 +156,37 @@ def metric_cells(rows: dict, run: str, metrics: dict[str, str], text) -> dict[st
     }
 
 
-def same_processor(per_seed: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+def conclusion(low: float, high: float) -> str:
+    return "above" if low > 0 else "below" if high < 0 else "no difference"
+
+
+def same_processor(per_seed: pd.DataFrame, cells: pd.DataFrame, study: dict) -> pd.DataFrame:
     """Every pair's difference from the reference on each accuracy metric (by fold and seed),
-    and whether both of its cells trained on the same processor(s) (``cells.csv``'s
-    ``processors``)."""
+    and whether all of its cells (both sides, with every cell a three-stage configuration
+    starts from) trained on one and the same processor (``cells.csv``'s ``processors``; an
+    epoch no record names counts as unknown, so its pair is not on one processor)."""
     processors = cells.set_index(["arch", "fold", "seed", "run", "stage"])["processors"]
     pairs = pair_differences(per_seed, REFERENCE, "baseline")
     pairs = pairs[pairs["metric"].isin(list(ACCURACY))].reset_index(drop=True)
 
-    def processor(row: pd.Series, run: str, stage: str) -> str:
-        return processors.get((row["arch"], row["fold"], int(row["seed"]), run, stage), "")
+    def on_one(row: pd.Series) -> bool:
+        key = (row["arch"], row["fold"], int(row["seed"]))
+        sources = [(REFERENCE, "baseline"), *lineage(study, row["run"], row["stage"])]
+        names = set()
+        for run, stage in sources:
+            recorded = processors.get((*key, run, stage), "")
+            names |= set(recorded.split("; ")) if isinstance(recorded, str) and recorded else {""}
+        return len(names) == 1 and not names & {"", UNKNOWN}
 
-    pairs["same"] = [
-        bool(mine) and mine == processor(row, REFERENCE, "baseline")
-        for _, row in pairs.iterrows()
-        for mine in [processor(row, row["run"], row["stage"])]
-    ]
+    pairs["same"] = [on_one(row) for _, row in pairs.iterrows()]
     return pairs
 
 
-def processor_lines(pairs: pd.DataFrame, shipped: dict, checked: dict[str, list[str]],
-                    confidence: float) -> list[str]:  # fmt: skip
+def processor_lines(pairs: pd.DataFrame, shipped: dict, rows: dict,
+                    checked: dict[str, list[str]], confidence: float) -> list[str]:  # fmt: skip
     """The processor check (see the module's docstring), as Markdown lines; ``checked``: the
     metrics to compute again for each run checked (the primary comparison's, the default's)."""
-    table = []
+    table, reversed_ = [], []
     for run, (stage, _) in shipped.items():
         mine = pairs[(pairs["run"] == run) & (pairs["stage"] == stage)]
         mine_miou = mine[mine["metric"] == "miou"]
@@ -139,9 +194,10 @@ def processor_lines(pairs: pd.DataFrame, shipped: dict, checked: dict[str, list[
             "configuration": f"`{run}`",
             "pairs on one processor": f"{int(mine_miou['same'].sum())}/{len(mine_miou)}",
         }
-        texts = []
+        texts, agree = [], []
         for metric in checked.get(run, []):
             same = mine.loc[mine["same"] & (mine["metric"] == metric), "difference"]
+            every = rows[run, metric]
             if len(same) >= 2:
                 mean, low, high = t_interval(same, confidence)
                 favour = int((same > 0).sum())
@@ -149,23 +205,63 @@ def processor_lines(pairs: pd.DataFrame, shipped: dict, checked: dict[str, list[
                     f"{ACCURACY[metric]} {mean:+.4f} [{low:+.4f}, {high:+.4f}], "
                     f"{favour}/{len(same)} pairs"
                 )
+                on_all = conclusion(every["ci_low"], every["ci_high"])
+                on_one = conclusion(low, high)
+                if on_all == on_one:
+                    agree.append(f"{ACCURACY[metric]}: yes ({on_all})")
+                else:
+                    agree.append(f"{ACCURACY[metric]}: **no** (all pairs: {on_all}; one "
+                                 f"processor: {on_one})")  # fmt: skip
+                    reversed_.append(f"`{run}` on {ACCURACY[metric]}")
             else:
                 texts.append(f"{ACCURACY[metric]}: {len(same)} pair(s), no interval")
+                agree.append(f"{ACCURACY[metric]}: cannot tell")
         row["difference on those pairs"] = "; ".join(texts)
+        row["same conclusion"] = "; ".join(agree)
         table.append(row)
+    outcome = (
+        f"On those pairs alone the conclusion changes for {', '.join(reversed_)}: reported "
+        "here, the answer above stands by its rules (all pairs)."
+        if reversed_
+        else "Where it could be checked, the conclusion is the same on those pairs alone."
+    )
     return [
         "## Processors (a check beside the answer, not part of it)",
         "",
         "The grid trained on an Intel Xeon and an AMD EPYC. The same seeded run trained on "
-        "both differs by about half to two thirds as much as two seeds do, with no offset "
-        "between the processors (validation IoU, `processor_noise.csv`): a pair whose two "
-        "cells trained on different processors is noisier, not biased. For the primary "
-        "comparison and the new default, the difference again on the pairs trained on one "
-        "processor:",
+        "both differs by about half to two thirds as much as two seeds do, and no offset "
+        "between the processors was seen (validation IoU of twelve reference runs, "
+        "`processor_noise.csv`). A pair counts as trained on one processor when both of its "
+        "sides, with every cell a three-stage configuration starts from, trained on the same "
+        "one. For the primary comparison and the new default, the difference again on those "
+        "pairs:",
         "",
         to_markdown(pd.DataFrame(table)),
         "",
+        outcome,
+        "",
     ]
+
+
+def check_complete(rows: dict, shipped: dict, study: StudyParams) -> None:
+    """Refuse an incomplete grid: each configuration compared on every fold and seed it and the
+    reference both train (``collect.py`` copies the latest reports, whatever grid they are)."""
+    if len(study.architectures) != 1:
+        raise ValueError(f"answer.py reads one architecture; the grid has {study.architectures}")
+    missing = [run for run in shipped if (run, "miou") not in rows]
+    if missing:
+        raise ValueError(
+            f"no paired mIoU difference for {', '.join(missing)}: is the grid complete?"
+        )
+    reference = set(study.run_seeds(REFERENCE))
+    short = [
+        f"{run} ({int(rows[run, 'miou']['seeds'])} of {expected})"
+        for run in shipped
+        if int(rows[run, "miou"]["seeds"])
+        != (expected := len(study.fold_names) * len(reference & set(study.run_seeds(run))))
+    ]
+    if short:
+        raise ValueError(f"pairs missing for {', '.join(short)}: is the grid complete?")
 
 
 def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFrame,
@@ -173,21 +269,22 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
            cell_table: pd.DataFrame | None = None) -> str:  # fmt: skip
     """The answer as Markdown (see the module's docstring for the rules); with ``per_seed``
     and ``cell_table`` (``cells.csv``), the processor check too."""
+    params = StudyParams.model_validate(study)
     shipped = configurations(study)
     rows = {
         (run, metric): row
         for (run, stage, metric), row in paired.set_index(["run", "stage", "metric"]).iterrows()
         if run in shipped and stage == shipped[run][0]
     }
-    missing = [run for run in shipped if (run, "miou") not in rows]
-    if missing:
-        raise ValueError(
-            f"no paired mIoU difference for {', '.join(missing)}: is the grid complete?"
-        )
+    check_complete(rows, shipped, params)
+    family = paired.groupby("metric").size()
     lines = ["# The answer", ""]
     lines += [
-        "Computed by [`answer.py`](answer.py) from `paired.csv`, `per_fold.csv` and "
-        "`convergence.csv`, by the rules the README fixed before any test score was read.",
+        "Computed by [`answer.py`](answer.py) from `paired.csv`, `per_fold.csv`, "
+        "`convergence.csv`, `per_seed.csv` and `cells.csv`, by the rules the README fixed "
+        "before any test score was read. Holm's adjustment is over every comparison with the "
+        f"reference on the same metric ({int(family.get('miou', 0))} on mIoU: each run and "
+        "stage in `paired.csv`).",
         "",
     ]
 
@@ -203,6 +300,8 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
         f"is detected (a true difference of {primary['detectable']:.3f} or more would be "
         "detected with 80 % power)"
     )
+    if (beats(primary) or loses(primary)) and not held(primary):
+        verdict += f" (uncorrected only: Holm's p is {p_text(primary['p_holm'])})"
     lines += [
         "## The primary comparison",
         "",
@@ -227,71 +326,108 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
     lines += [
         "## Does a configuration beat the equal-budget baseline? (issue 23, item 5)",
         "",
+        "Each cell: mean paired difference [interval], pairs favouring the configuration; "
+        "Holm's p; the smallest true difference its pairs detect at 80 % power.",
+        "",
         to_markdown(pd.DataFrame(table)),
         "",
     ]
     chosen = next(
         ((max(winners[m])[1], m) for m in ACCURACY if winners[m]), None
     )  # mIoU first, then Boundary IoU
+    miou_detects = [float(rows[run, "miou"]["detectable"]) for run in shipped]
     if chosen is None:
         lines += [
             "**None does.** At this scale (Dubai at 128², FPN-R18 from random weights, 180 "
             "epochs) EFM does not improve accuracy over one uninterrupted run of the same "
             "length, and neither does any other configuration tried. The shipped defaults stay; "
-            "the README and the report say so.",
+            "the README and the report say so. That is: no gain was detected. Each comparison "
+            f"detects a true mIoU difference of {min(miou_detects):.3f} to "
+            f"{max(miou_detects):.3f} or more at 80 % power (by its pairs); smaller gains are "
+            "not ruled out.",
             "",
         ]
     else:
         run, metric = chosen
         row = rows[run, metric]
-        held = row["p_holm"] < HOLM_LEVEL
+        other = next(m for m in ACCURACY if m != metric)
+        efm_winners = sorted({r for m in ACCURACY for _, r in winners[m] if shipped[r][1]})
+        notes = [("It uses EFM." if shipped[run][1] else "It does not use EFM.")]
+        if (run, other) in rows and loses(rows[run, other]):
+            notes.append(
+                f"It scores below the reference on {ACCURACY[other]} "
+                f"({interval(rows[run, other])})."
+            )
+        if not shipped[run][1]:
+            notes.append(
+                f"EFM configurations that beat the reference too: "
+                f"{', '.join(f'`{r}`' for r in efm_winners)}."
+                if efm_winners
+                else "No EFM configuration beats the reference on mIoU or Boundary IoU."
+            )
         lines += [
             f"**`{run}` becomes the default** (the largest mean {ACCURACY[metric]} gain among "
             f"the configurations that beat the reference on it: {interval(row)}"
-            + ("" if held else "; it holds only uncorrected, Holm's p being "
+            + ("" if held(row) else "; it holds only uncorrected, Holm's p being "
                f"{p_text(row['p_holm'])}")
             + "). "
-            + ("It uses EFM." if shipped[run][1] else "It does not use EFM."),
+            + " ".join(notes),
             "",
         ]  # fmt: skip
 
-    calibration = []
+    calibration, surviving = [], []
+    scaled = {f"{m}_scaled": f"{label} (T-scaled)" for m, label in CALIBRATION.items()}
     for run, (stage, efm) in shipped.items():
         if not efm:
             continue
-        cells = metric_cells(rows, run, CALIBRATION, calibration_text)
+        cells = metric_cells(rows, run, {**CALIBRATION, **scaled}, calibration_text)
+        verdicts = [calibration_verdict(rows, run, metric) for metric in CALIBRATION]
+        surviving += [f"`{run}` ({v.split(':')[0]})" for v in verdicts if "survives" in v]
         name = f"`{run}`" + (" (after fine-tuning)" if stage == "finetune" else "")
-        calibration.append({"configuration": name, **cells})
+        calibration.append({"configuration": name, **cells, "verdict": "; ".join(verdicts)})
     lines += [
         "## What EFM changes: calibration",
         "",
-        "Differences in ECE (lower is better), before and after temperature scaling of both "
-        "sides; a calibration gain counts only if it survives the scaling.",
+        "Differences in ECE and NLL (lower is better), before and after temperature scaling of "
+        "both sides (a temperature fitted on each cell's validation split); a calibration gain "
+        "counts only if it survives the scaling.",
         "",
         to_markdown(pd.DataFrame(calibration)),
+        "",
+        (
+            f"A calibration gain that survives temperature scaling: {', '.join(surviving)}."
+            if surviving
+            else "No EFM configuration keeps a calibration gain once both sides are "
+            "temperature-scaled."
+        ),
         "",
     ]
 
     fails = convergence.drop_duplicates("fold")
     failing = list(fails.loc[fails["fold_fails"].astype(bool), "fold"])
-    pairs = sorted({int(row["seeds"]) for row in rows.values()})
+    allowed = params.convergence.failing_folds
+    met = len(failing) <= allowed
+    pairs = sorted({int(row["seeds"]) for (_, m), row in rows.items() if m in ACCURACY})
     lines += [
         "## Limits",
         "",
         f"- The reference was still improving on {len(failing)} of {len(fails)} folds"
         + (f" ({', '.join(failing)})" if failing else "")
         + " when it stopped (its validation IoU over the last 20 % of epochs, mean over its "
-        "seeds): the answer holds for this length.",
+        f"seeds): the pre-registered plateau rule (at most {allowed} such folds) is "
+        + ("met." if met else "**not met**: the reference had not converged by that rule, ")
+        + ("" if met else "and the answer holds for this length (180 epochs), not for "
+           "converged models."),
         f"- Pairs per comparison: {' or '.join(map(str, pairs))}. The primary comparison "
         f"detects {primary['detectable']:.4f} mIoU at 80 % power; the issue's target was 0.01.",
         "",
-    ]
+    ]  # fmt: skip
     if per_seed is not None and cell_table is not None:
         checked = {PRIMARY: ["miou"]}
         if chosen:  # the default, on the metric it was chosen on
             checked[chosen[0]] = list(dict.fromkeys([*checked.get(chosen[0], []), chosen[1]]))
-        pairs = same_processor(per_seed, cell_table)
-        lines += processor_lines(pairs, shipped, checked, float(primary["confidence"]))
+        pairs_table = same_processor(per_seed, cell_table, study)
+        lines += processor_lines(pairs_table, shipped, rows, checked, float(primary["confidence"]))
     return "\n".join(lines)
 
 
@@ -303,7 +439,7 @@ def main(folder: Path) -> int:
         print(f"missing {', '.join(absent)}: run collect.py once the grid is complete")
         return 1
     paired, per_fold, convergence, per_seed, cells = (
-        pd.read_csv(path) for path in reports.values()
+        pd.read_csv(path, keep_default_na=name != "cells") for name, path in reports.items()
     )
     text = answer(paired, per_fold, convergence, grid(), per_seed, cells)
     (folder / "answer.md").write_text(text + "\n")
