@@ -300,6 +300,32 @@ def test_the_default_says_what_it_costs_on_the_other_metric_and_whether_efm_won_
     assert "It scores below" not in text
 
 
+def test_the_gpu_study_takes_the_default_then_the_best_means_with_at_least_one_efm_run():
+    answer = script("answer")
+    shipped = answer.configurations(answer.grid())
+    miou = {run: -0.05 for run in shipped} | {"focal": 0.03, "lovasz": 0.02, "full": 0.01,
+                                              "error_only": 0.01, "efm_one_run": 0.0}  # fmt: skip
+    boundary = {"error_only": 0.02, "full": 0.01}
+    rows = {
+        (run, metric): pd.Series({"difference": values.get(run, 0.0)})
+        for run in shipped
+        for metric, values in (("miou", miou), ("boundary_iou", boundary))
+    }
+    # The two best are not EFM: the second place goes to the best EFM configuration, by mIoU
+    # and then Boundary IoU (error_only ties full on mIoU).
+    assert answer.gpu_variants(rows, shipped, None) == ["focal", "error_only"]
+    # The default comes first, whatever its mean; then the best mean, unless neither is EFM.
+    assert answer.gpu_variants(rows, shipped, "lovasz") == ["lovasz", "error_only"]
+    better = rows | {("error_only", "miou"): pd.Series({"difference": 0.05})}
+    assert answer.gpu_variants(better, shipped, "lovasz") == ["lovasz", "error_only"]
+    assert answer.gpu_variants(better, shipped, None) == ["error_only", "focal"]
+    assert answer.gpu_variants(rows, shipped, "full") == ["full", "focal"]
+    text = study_answer({"focal": {"miou": 0.03}})
+    part = text.split("## The GPU study's variants")[1].split("\n## ", maxsplit=1)[0]
+    assert part.startswith(" (issue 23, item 6)\n\n`focal` and `")
+    assert "```yaml\nfocal:\n  description: focal loss" in part
+
+
 def test_the_answer_falls_back_to_boundary_iou_and_flags_an_uncorrected_win():
     text = study_answer({"ohem": {"boundary_iou": 0.1}})
     assert "**`ohem` becomes the default** (the largest mean Boundary IoU gain" in text

@@ -21,6 +21,11 @@ verdicts (the files ``collect.py`` copies here from ``08_reporting/study``), ``c
   temperature scaling of both sides; a gain counts only if it survives the scaling);
 - **limits**: whether the reference met the plateau rule, the folds where it was still
   improving, the pairs, the detectable difference;
+- **the GPU study's variants** (issue 23, item 6: the two best): the new default if there is
+  one, then the configurations by their mean mIoU difference from the reference (over all their
+  pairs, whether or not they beat it), ties by Boundary IoU; if neither of the two uses EFM, the
+  second is the best EFM configuration, so that the paper-scale run still tests the method. It
+  prints their ``conf/evidence`` definitions for ``conf/gpu_study``;
 - **processors** (a check beside the answer, not part of it): the grid trained on two
   processors, and a seeded run trained again on the other differs by about half to two thirds
   as much as two seeds do (``processor_noise.py``). Per configuration, how many of its pairs
@@ -43,6 +48,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from efm_seg.framework.config_loader import ProjectConfigLoader
 from efm_seg.parameters import StudyParams
@@ -243,6 +249,24 @@ def processor_lines(pairs: pd.DataFrame, shipped: dict, rows: dict,
     ]
 
 
+def gpu_variants(rows: dict, shipped: dict, default: str | None) -> list[str]:
+    """The two configurations the GPU study trains beside the reference (the module's
+    docstring says how they are chosen)."""
+    ranked = sorted(
+        shipped,
+        key=lambda run: (
+            float(rows[run, "miou"]["difference"]),
+            float(rows[run, "boundary_iou"]["difference"]) if (run, "boundary_iou") in rows
+            else -math.inf,
+        ),
+        reverse=True,
+    )  # fmt: skip
+    picks = list(dict.fromkeys([*([default] if default else []), *ranked]))[:2]
+    if not any(shipped[run][1] for run in picks):
+        picks[1] = next(run for run in ranked if shipped[run][1])
+    return picks
+
+
 def check_complete(rows: dict, shipped: dict, study: StudyParams) -> None:
     """Refuse an incomplete grid: each configuration compared on every fold and seed it and the
     reference both train (``collect.py`` copies the latest reports, whatever grid they are)."""
@@ -400,6 +424,24 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
             else "No EFM configuration keeps a calibration gain once both sides are "
             "temperature-scaled."
         ),
+        "",
+    ]
+
+    picks = gpu_variants(rows, shipped, chosen[0] if chosen else None)
+    definitions = yaml.safe_dump(
+        {run: study["variants"][run] for run in picks}, sort_keys=False, allow_unicode=True
+    )
+    lines += [
+        "## The GPU study's variants (issue 23, item 6)",
+        "",
+        f"{' and '.join(f'`{run}`' for run in picks)}: the rule (the README's \"The GPU "
+        "study's variants\") picks the new default if there is one, then the largest mean "
+        "mIoU differences from the reference, with at least one EFM configuration. Their "
+        "definitions, for `study.variants` in `conf/gpu_study/parameters_study.yml`:",
+        "",
+        "```yaml",
+        definitions.rstrip(),
+        "```",
         "",
     ]
 
