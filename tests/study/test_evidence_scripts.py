@@ -243,6 +243,7 @@ def test_the_answer_says_when_the_plateau_rule_is_not_met():
     assert "on 3 of 6 folds (t3, t5, t6)" in text
     assert "(at most 2 such folds) is **not met**" in text
     assert "not for converged models" in text
+    assert "(at most 2 such folds) is met." in study_answer({}, failing=("t3", "t5"))
 
 
 def test_the_primary_verdict_says_when_holm_does_not_keep_it():
@@ -287,7 +288,17 @@ def test_a_calibration_gain_counts_when_it_survives_temperature_scaling():
     assert table_row(text, "## What EFM changes", "`efm_one_run`")[-1].startswith(
         "ECE: no gain (higher)"
     )
-    assert "A calibration gain that survives temperature scaling: `init_previous` (NLL)." in text
+    assert "A calibration gain that survives temperature scaling: `init_previous` on NLL." in text
+
+    def unadjusted(paired):
+        kept = (paired["run"] == "init_previous") & (paired["metric"] == "nll_scaled")
+        paired.loc[kept & (paired["stage"] == "finetune"), "p_holm"] = 0.3
+
+    text = study_answer({"init_previous.finetune": {"nll": -0.2, "nll_scaled": -0.1}},
+                        patch=unadjusted)  # fmt: skip
+    row = table_row(text, "## What EFM changes", "`init_previous` (after fine-tuning)")
+    assert row[-1] == "ECE: no gain; NLL: lower, **survives scaling** (uncorrected only)"
+    assert "survives temperature scaling: `init_previous` on NLL (uncorrected only)." in text
 
 
 def test_the_default_says_what_it_costs_on_the_other_metric_and_whether_efm_won_anything():
@@ -296,7 +307,7 @@ def test_the_default_says_what_it_costs_on_the_other_metric_and_whether_efm_won_
     assert "It scores below the reference on Boundary IoU (-0.05" in text
     assert "No EFM configuration beats the reference on mIoU or Boundary IoU." in text
     text = study_answer({"focal": {"miou": 0.05}, "error_only.finetune": {"boundary_iou": 0.05}})
-    assert "EFM configurations that beat the reference too: `error_only`." in text
+    assert "EFM configurations that beat the reference too: `error_only` on Boundary IoU." in text
     assert "It scores below" not in text
 
 
@@ -362,6 +373,8 @@ def processor_table(effects: dict, shift_mixed: float = 0.0, processors=mixed_pr
     from efm_seg.study.analysis import paired_differences, per_fold_differences
 
     per_seed = evidence_per_seed(effects, noise=0.0)
+    if folder is not None:  # a cell scored before calibration was measured: no ECE
+        per_seed.loc[(per_seed["run"] == "lovasz") & (per_seed["fold"] == "t1"), "ece"] = np.nan
     cells = per_seed[["arch", "fold", "seed", "run", "stage"]].assign(
         processors=processors(per_seed)
     )
@@ -419,6 +432,15 @@ def test_the_answer_checks_the_primary_comparison_on_pairs_trained_on_one_proces
         per_fold_differences(per_seed, "baseline_equal", "baseline"),
         pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(),
     )  # fmt: skip
+
+
+def test_the_processor_check_says_when_no_pair_trained_on_one_processor():
+    def reference_elsewhere(per_seed):
+        return ["Intel Xeon" if r == "baseline_equal" else "AMD EPYC" for r in per_seed["run"]]
+
+    text, table = processor_table({}, processors=reference_elsewhere)
+    assert table["`efm_one_run`"] == ["0/24", "mIoU: 0 pair(s), no interval", "mIoU: cannot tell"]
+    assert "It could not be checked: fewer than two pairs trained on one processor." in text
 
 
 def test_a_pair_is_on_one_processor_only_with_every_cell_its_model_comes_from():
@@ -490,7 +512,17 @@ def test_the_answer_needs_the_complete_grid(tmp_path, capsys):
     per_seed = evidence_per_seed({})
     gone = (per_seed["run"] == "lovasz") & (per_seed["fold"] == "t2") & (per_seed["seed"] == 3)
     per_seed = per_seed[~gone]
-    with pytest.raises(ValueError, match=r"pairs missing for lovasz \(23 of 24\)"):
+    with pytest.raises(ValueError, match=r"pairs missing for lovasz.baseline \(23 of 24\)"):
+        answer.answer(
+            paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
+            per_fold_differences(per_seed, "baseline_equal", "baseline"),
+            pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(),
+        )  # fmt: skip
+    # Every run and stage counts (Holm's family), not only the configurations a user ships.
+    per_seed = evidence_per_seed({})
+    gone = (per_seed["run"] == "full") & (per_seed["stage"] == "efm") & (per_seed["fold"] == "t3")
+    per_seed = per_seed[~(gone & (per_seed["seed"] == 1))]
+    with pytest.raises(ValueError, match=r"pairs missing for full.efm \(11 of 12\)"):
         answer.answer(
             paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
             per_fold_differences(per_seed, "baseline_equal", "baseline"),

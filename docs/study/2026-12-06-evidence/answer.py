@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import astuple
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +55,7 @@ from efm_seg.framework.config_loader import ProjectConfigLoader
 from efm_seg.parameters import StudyParams
 from efm_seg.reporting.report import to_markdown
 from efm_seg.study.analysis import pair_differences, t_interval
+from efm_seg.study.grid import Cell, cell_recipe, study_runs
 
 HERE = Path(__file__).resolve().parent
 CONF = HERE.parents[2] / "conf"
@@ -66,10 +68,15 @@ HOLM_LEVEL = 0.05
 UNKNOWN = "not recorded"  # collect.py's processor of an epoch no record names
 
 
+def parameters(conf: Path = CONF) -> dict:
+    """The evidence environment's parameters."""
+    loader = ProjectConfigLoader(conf_source=str(conf), base_env="base", env="evidence")
+    return loader["parameters"]
+
+
 def grid(conf: Path = CONF) -> dict:
     """The evidence environment's ``study`` block."""
-    loader = ProjectConfigLoader(conf_source=str(conf), base_env="base", env="evidence")
-    return loader["parameters"]["study"]
+    return parameters(conf)["study"]
 
 
 def configurations(study: dict) -> dict[str, tuple[str, bool]]:
@@ -82,16 +89,24 @@ def configurations(study: dict) -> dict[str, tuple[str, bool]]:
     return shipped
 
 
-def lineage(study: dict, run: str, stage: str) -> list[tuple[str, str]]:
-    """The cells a configuration's scored model comes from: a one-run configuration's own; a
-    three-stage one's fine-tuning, its EFM stage, and the seed's baseline if the EFM stage
-    starts from it (``efm: {init_from: previous}``)."""
-    if stage != "finetune":
-        return [(run, stage)]
-    efm_stage = {**study.get("overrides", {}).get("efm", {}),
-                 **study["variants"].get(run, {}).get("efm", {})}  # fmt: skip
-    starts_from_baseline = efm_stage.get("init_from") == "previous"
-    return [(run, "finetune"), (run, "efm"), *([(BASELINE, "baseline")] * starts_from_baseline)]
+def starts_from_parent(project: dict, cell: Cell) -> bool:
+    """Whether ``cell`` trains from its parent's checkpoint (its recipe's ``init_from``, as the
+    study pipeline merges it: ``grid.cell_recipe``)."""
+    base, overrides, _ = cell_recipe(
+        project["study"], cell, project["training"],
+        project.get(cell.stage, {}).get("overrides", {}), project["efm_method"],
+    )  # fmt: skip
+    return overrides.get("init_from", base.get("init_from")) == "previous"
+
+
+def lineage(project: dict, cell: Cell) -> list[Cell]:
+    """The cells a scored model comes from: ``cell``, then each parent its recipe starts from
+    (fine-tuning from its run's EFM stage; an EFM stage with ``init_from: previous`` from the
+    seed's baseline)."""
+    chain = [cell]
+    while (parent := chain[-1].parent) is not None and starts_from_parent(project, chain[-1]):
+        chain.append(parent)
+    return chain
 
 
 def beats(row: pd.Series) -> bool:
@@ -138,6 +153,11 @@ def calibration_text(row: pd.Series) -> str:
     )
 
 
+def uncorrected(row: pd.Series) -> str:
+    """`` (uncorrected only)`` where Holm's adjustment does not keep the result."""
+    return "" if held(row) else " (uncorrected only)"
+
+
 def calibration_verdict(rows: dict, run: str, metric: str) -> str:
     """Whether ``run`` lowers ``metric`` against the reference, and whether that survives
     temperature scaling of both sides."""
@@ -148,9 +168,7 @@ def calibration_verdict(rows: dict, run: str, metric: str) -> str:
     if not loses(before):
         return f"{label}: no gain" + (" (higher)" if beats(before) else "")
     if loses(after):
-        return f"{label}: lower, **survives scaling**" + (
-            "" if held(after) else " (uncorrected only)"
-        )
+        return f"{label}: lower, **survives scaling**{uncorrected(after)}"
     return f"{label}: lower, gone after scaling"
 
 
@@ -166,7 +184,7 @@ def conclusion(low: float, high: float) -> str:
     return "above" if low > 0 else "below" if high < 0 else "no difference"
 
 
-def same_processor(per_seed: pd.DataFrame, cells: pd.DataFrame, study: dict) -> pd.DataFrame:
+def same_processor(per_seed: pd.DataFrame, cells: pd.DataFrame, project: dict) -> pd.DataFrame:
     """Every pair's difference from the reference on each accuracy metric (by fold and seed),
     and whether all of its cells (both sides, with every cell a three-stage configuration
     starts from) trained on one and the same processor (``cells.csv``'s ``processors``; an
@@ -176,11 +194,10 @@ def same_processor(per_seed: pd.DataFrame, cells: pd.DataFrame, study: dict) -> 
     pairs = pairs[pairs["metric"].isin(list(ACCURACY))].reset_index(drop=True)
 
     def on_one(row: pd.Series) -> bool:
-        key = (row["arch"], row["fold"], int(row["seed"]))
-        sources = [(REFERENCE, "baseline"), *lineage(study, row["run"], row["stage"])]
+        mine = Cell(row["arch"], row["fold"], int(row["seed"]), row["run"], row["stage"])
         names = set()
-        for run, stage in sources:
-            recorded = processors.get((*key, run, stage), "")
+        for cell in [*lineage(project, mine), Cell(*astuple(mine)[:3], REFERENCE, "baseline")]:
+            recorded = processors.get(astuple(cell), "")
             names |= set(recorded.split("; ")) if isinstance(recorded, str) and recorded else {""}
         return len(names) == 1 and not names & {"", UNKNOWN}
 
@@ -225,11 +242,15 @@ def processor_lines(pairs: pd.DataFrame, shipped: dict, rows: dict,
         row["difference on those pairs"] = "; ".join(texts)
         row["same conclusion"] = "; ".join(agree)
         table.append(row)
+    checkable = any("cannot tell" not in row["same conclusion"] for row in table if
+                    row["same conclusion"])  # fmt: skip
     outcome = (
         f"On those pairs alone the conclusion changes for {', '.join(reversed_)}: reported "
         "here, the answer above stands by its rules (all pairs)."
         if reversed_
         else "Where it could be checked, the conclusion is the same on those pairs alone."
+        if checkable
+        else "It could not be checked: fewer than two pairs trained on one processor."
     )
     return [
         "## Processors (a check beside the answer, not part of it)",
@@ -267,21 +288,28 @@ def gpu_variants(rows: dict, shipped: dict, default: str | None) -> list[str]:
     return picks
 
 
-def check_complete(rows: dict, shipped: dict, study: StudyParams) -> None:
-    """Refuse an incomplete grid: each configuration compared on every fold and seed it and the
-    reference both train (``collect.py`` copies the latest reports, whatever grid they are)."""
-    if len(study.architectures) != 1:
-        raise ValueError(f"answer.py reads one architecture; the grid has {study.architectures}")
+def check_complete(paired: pd.DataFrame, rows: dict, shipped: dict, study: StudyParams) -> None:
+    """Refuse an incomplete grid: every run and stage compared with the reference on mIoU on
+    every fold and seed both train (``collect.py`` copies the latest reports, whatever grid
+    they are from; Holm's family is every run and stage)."""
+    if len(study.architectures) != 1 or paired["arch"].nunique() != 1:
+        raise ValueError(
+            f"answer.py reads one architecture; the grid has {study.architectures}, "
+            f"paired.csv {sorted(paired['arch'].unique())}"
+        )
     missing = [run for run in shipped if (run, "miou") not in rows]
     if missing:
         raise ValueError(
             f"no paired mIoU difference for {', '.join(missing)}: is the grid complete?"
         )
+    counts = paired[paired["metric"] == "miou"].set_index(["run", "stage"])["seeds"]
     reference = set(study.run_seeds(REFERENCE))
     short = [
-        f"{run} ({int(rows[run, 'miou']['seeds'])} of {expected})"
-        for run in shipped
-        if int(rows[run, "miou"]["seeds"])
+        f"{run}.{stage} ({int(counts.get((run, stage), 0))} of {expected})"
+        for run, stages in study_runs(study).items()
+        if run != REFERENCE
+        for stage in stages
+        if int(counts.get((run, stage), 0))
         != (expected := len(study.fold_names) * len(reference & set(study.run_seeds(run))))
     ]
     if short:
@@ -290,9 +318,10 @@ def check_complete(rows: dict, shipped: dict, study: StudyParams) -> None:
 
 def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFrame,
            study: dict, per_seed: pd.DataFrame | None = None,
-           cell_table: pd.DataFrame | None = None) -> str:  # fmt: skip
+           cell_table: pd.DataFrame | None = None, project: dict | None = None) -> str:  # fmt: skip
     """The answer as Markdown (see the module's docstring for the rules); with ``per_seed``
-    and ``cell_table`` (``cells.csv``), the processor check too."""
+    and ``cell_table`` (``cells.csv``), the processor check too, tracing each model's cells
+    through ``project``'s recipes (the evidence environment's parameters by default)."""
     params = StudyParams.model_validate(study)
     shipped = configurations(study)
     rows = {
@@ -300,7 +329,7 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
         for (run, stage, metric), row in paired.set_index(["run", "stage", "metric"]).iterrows()
         if run in shipped and stage == shipped[run][0]
     }
-    check_complete(rows, shipped, params)
+    check_complete(paired, rows, shipped, params)
     family = paired.groupby("metric").size()
     lines = ["# The answer", ""]
     lines += [
@@ -375,17 +404,21 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
         run, metric = chosen
         row = rows[run, metric]
         other = next(m for m in ACCURACY if m != metric)
-        efm_winners = sorted({r for m in ACCURACY for _, r in winners[m] if shipped[r][1]})
+        efm_winners = sorted(
+            f"`{r}` on {ACCURACY[m]}{uncorrected(rows[r, m])}"
+            for m in ACCURACY
+            for _, r in winners[m]
+            if shipped[r][1]
+        )
         notes = [("It uses EFM." if shipped[run][1] else "It does not use EFM.")]
         if (run, other) in rows and loses(rows[run, other]):
             notes.append(
                 f"It scores below the reference on {ACCURACY[other]} "
-                f"({interval(rows[run, other])})."
+                f"({interval(rows[run, other])}{uncorrected(rows[run, other])})."
             )
         if not shipped[run][1]:
             notes.append(
-                f"EFM configurations that beat the reference too: "
-                f"{', '.join(f'`{r}`' for r in efm_winners)}."
+                f"EFM configurations that beat the reference too: {', '.join(efm_winners)}."
                 if efm_winners
                 else "No EFM configuration beats the reference on mIoU or Boundary IoU."
             )
@@ -406,7 +439,11 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
             continue
         cells = metric_cells(rows, run, {**CALIBRATION, **scaled}, calibration_text)
         verdicts = [calibration_verdict(rows, run, metric) for metric in CALIBRATION]
-        surviving += [f"`{run}` ({v.split(':')[0]})" for v in verdicts if "survives" in v]
+        surviving += [
+            f"`{run}` on {v.split(':')[0]}{' (uncorrected only)' if 'uncorrected' in v else ''}"
+            for v in verdicts
+            if "survives" in v
+        ]
         name = f"`{run}`" + (" (after fine-tuning)" if stage == "finetune" else "")
         calibration.append({"configuration": name, **cells, "verdict": "; ".join(verdicts)})
     lines += [
@@ -468,7 +505,7 @@ def answer(paired: pd.DataFrame, per_fold: pd.DataFrame, convergence: pd.DataFra
         checked = {PRIMARY: ["miou"]}
         if chosen:  # the default, on the metric it was chosen on
             checked[chosen[0]] = list(dict.fromkeys([*checked.get(chosen[0], []), chosen[1]]))
-        pairs_table = same_processor(per_seed, cell_table, study)
+        pairs_table = same_processor(per_seed, cell_table, project or parameters())
         lines += processor_lines(pairs_table, shipped, rows, checked, float(primary["confidence"]))
     return "\n".join(lines)
 
