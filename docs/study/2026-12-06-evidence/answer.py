@@ -34,8 +34,8 @@ verdicts (the files ``collect.py`` copies here from ``08_reporting/study``), ``c
   was chosen on), the paired difference again on those pairs, and whether its conclusion
   (above, below, or no difference) is the same.
 
-It refuses an incomplete grid: every configuration must be compared on every fold and seed it
-and the reference both train. It prints nothing of the scores; run it once the grid is complete
+It refuses an incomplete grid: every run and stage (Holm's family) must be compared on every
+fold and seed it and the reference both train. It prints nothing of the scores; run it once the grid is complete
 and ``collect.py`` has run.
 
     .venv/bin/python docs/study/2026-12-06-evidence/answer.py [FOLDER]
