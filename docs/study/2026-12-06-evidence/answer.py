@@ -35,8 +35,8 @@ verdicts (the files ``collect.py`` copies here from ``08_reporting/study``), ``c
   (above, below, or no difference) is the same.
 
 It refuses an incomplete grid: every run and stage (Holm's family) must be compared on every
-fold and seed it and the reference both train. It prints nothing of the scores; run it once the grid is complete
-and ``collect.py`` has run.
+fold and seed it and the reference both train. It prints nothing of the scores; run it once the
+grid is complete and ``collect.py`` has run.
 
     .venv/bin/python docs/study/2026-12-06-evidence/answer.py [FOLDER]
 """
