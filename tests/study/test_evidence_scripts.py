@@ -499,35 +499,31 @@ def test_the_answer_needs_the_complete_grid(tmp_path, capsys):
     from efm_seg.study.analysis import paired_differences, per_fold_differences
 
     answer = script("answer")
-    assert answer.main(tmp_path) == 1 and "run collect.py" in capsys.readouterr().out
-    per_seed = evidence_per_seed({})
-    per_seed = per_seed[per_seed["run"] != "lovasz"]
-    with pytest.raises(ValueError, match="no paired mIoU difference for lovasz"):
-        answer.answer(
+
+    def answer_on(per_seed: pd.DataFrame) -> str:
+        return answer.answer(
             paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
             per_fold_differences(per_seed, "baseline_equal", "baseline"),
             pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(),
         )  # fmt: skip
+
+    assert answer.main(tmp_path) == 1 and "run collect.py" in capsys.readouterr().out
+    per_seed = evidence_per_seed({})
+    per_seed = per_seed[per_seed["run"] != "lovasz"]
+    with pytest.raises(ValueError, match="no paired mIoU difference for lovasz"):
+        answer_on(per_seed)
     # A configuration short of one fold and seed: reports copied from an unfinished grid.
     per_seed = evidence_per_seed({})
     gone = (per_seed["run"] == "lovasz") & (per_seed["fold"] == "t2") & (per_seed["seed"] == 3)
     per_seed = per_seed[~gone]
     with pytest.raises(ValueError, match=r"pairs missing for lovasz.baseline \(23 of 24\)"):
-        answer.answer(
-            paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
-            per_fold_differences(per_seed, "baseline_equal", "baseline"),
-            pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(),
-        )  # fmt: skip
+        answer_on(per_seed)
     # Every run and stage counts (Holm's family), not only the configurations a user ships.
     per_seed = evidence_per_seed({})
     gone = (per_seed["run"] == "full") & (per_seed["stage"] == "efm") & (per_seed["fold"] == "t3")
     per_seed = per_seed[~(gone & (per_seed["seed"] == 1))]
     with pytest.raises(ValueError, match=r"pairs missing for full.efm \(11 of 12\)"):
-        answer.answer(
-            paired_differences(per_seed, "baseline_equal", "baseline", 0.95),
-            per_fold_differences(per_seed, "baseline_equal", "baseline"),
-            pd.DataFrame({"fold": ["t1"], "fold_fails": [False]}), answer.grid(),
-        )  # fmt: skip
+        answer_on(per_seed)
 
 
 def test_the_snapshot_keeps_the_latest_version_of_each_finished_cell(tmp_path, capsys):
